@@ -1,0 +1,1 @@
+"""Pipeline configuration: YAML with locations, parameter specs, graph checks."""

@@ -1,0 +1,53 @@
+"""The element base class. See element.pxd for the process() contract."""
+from libc.stdint cimport uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free
+
+
+cdef class Element:
+    TYPE = None        # the name used in YAML
+    SUMMARY = ""
+    OUTPUTS = ("out",)
+    PARAMS = ()
+    FANOUT = False     # True: every packet goes to every output (copies)
+    COUNTERS = ()      # names of the element's own counters (self.stats[i])
+
+    def __init__(self, str name, dict params=None):
+        self.name = name
+        self.params = dict(params or {})
+        self.configure(**self.params)
+
+    def __cinit__(self, *args, **kwargs):
+        # Private storage until the executor points stats into shared memory.
+        self._own_stats = <uint64_t*>calloc(len(type(self).COUNTERS) or 1, sizeof(uint64_t))
+        self.stats = self._own_stats
+
+    def __dealloc__(self):
+        free(self._own_stats)
+
+    def configure(self, **params):
+        """Turn params into C state. Called once, before any port opens."""
+        if params:
+            raise TypeError(f"{type(self).TYPE} takes no params, got {sorted(params)}")
+
+    def close(self):
+        """Release files and the like at the end of a run."""
+
+    def bind_counters(self, uintptr_t addr):
+        """Point the own counters at shared memory (copying what they hold)."""
+        cdef uint64_t* p = <uint64_t*>addr
+        cdef Py_ssize_t i
+        for i in range(len(type(self).COUNTERS)):
+            p[i] = self.stats[i]
+        self.stats = p
+
+    def counters(self):
+        """The element's own counters, by name."""
+        return {n: self.stats[i] for i, n in enumerate(type(self).COUNTERS)}
+
+    @classmethod
+    def check(cls, params):
+        """Cross-parameter checks: a list of messages, empty when fine."""
+        return []
+
+    cdef int process(self, Batch* b) noexcept nogil:
+        return 0

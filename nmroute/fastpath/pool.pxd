@@ -1,0 +1,32 @@
+from libc.stdint cimport uint8_t, uint32_t
+
+cdef enum:
+    POOL_NONE = 0xFFFFFFFF   # alloc() on an empty pool
+
+
+cdef class Pool:
+    """Fixed-size buffers in one memfd-backed region, addressed by index.
+
+    Every ring slot owns one buffer; the free stack holds the spares used for
+    copies (tee) and for swaps with buffers of another pool.
+    """
+    cdef uint8_t* base
+    cdef size_t size
+    cdef int fd
+    cdef readonly uint32_t buf_size
+    cdef readonly uint32_t n_bufs
+    cdef uint32_t* free_stack
+    cdef readonly uint32_t n_free
+
+    cdef inline uint8_t* buf(self, uint32_t idx) noexcept nogil:
+        return self.base + <size_t>idx * self.buf_size
+
+    cdef inline uint32_t alloc(self) noexcept nogil:
+        if self.n_free == 0:
+            return POOL_NONE
+        self.n_free -= 1
+        return self.free_stack[self.n_free]
+
+    cdef inline void release(self, uint32_t idx) noexcept nogil:
+        self.free_stack[self.n_free] = idx
+        self.n_free += 1

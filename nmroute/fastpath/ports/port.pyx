@@ -1,0 +1,84 @@
+"""The port base class. See port.pxd for the rxsync/txsync contract."""
+from libc.stdint cimport uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free
+
+from nmroute.fastpath.drops cimport N_DROP_REASONS
+from nmroute.fastpath.ring cimport Ring
+
+N_COUNTERS = P_DROPS + N_DROP_REASONS
+
+
+class PortError(Exception):
+    """A port that cannot be opened; str() is one line saying why."""
+
+    def __init__(self, port, reason):
+        super().__init__(f"{port}: {reason}")
+        self.port = port
+        self.reason = reason
+
+
+cdef class Port:
+    SCHEME = None
+    SUMMARY = ""
+    DIRECTIONS = ("rx", "tx")
+    ARG = None
+    PARAMS = ()
+
+    def __cinit__(self, *args, **kwargs):
+        self._own_ctr = <uint64_t*>calloc(N_COUNTERS, sizeof(uint64_t))
+        self.ctr = self._own_ctr
+
+    def __dealloc__(self):
+        free(self._own_ctr)
+
+    def __init__(self, str name, dict params=None):
+        self.name = name
+        self.params = dict(params or {})
+
+    @classmethod
+    def check(cls, params, rx, tx):
+        """Cross-parameter checks: a list of messages, empty when fine."""
+        return []
+
+    def open(self, pool, uint32_t ring_size, bint rx, bint tx):
+        """Create the rings the port is used with; a backend extends this and
+        raises PortError(name, reason) when it cannot open."""
+        if rx:
+            self.rx_ring = Ring(pool, ring_size, False)
+            self.rx = &self.rx_ring.r
+        if tx:
+            self.tx_ring = Ring(pool, ring_size, True)
+            self.tx = &self.tx_ring.r
+
+    def close(self):
+        """Undo open(): flush files. Rings stay for the final counts."""
+
+    def bind_counters(self, uintptr_t addr):
+        """Point the counters at shared memory (a block of N_COUNTERS)."""
+        cdef uint64_t* p = <uint64_t*>addr
+        cdef int i
+        for i in range(N_COUNTERS):
+            p[i] = self.ctr[i]
+        self.ctr = p
+
+    def add_drops(self, int reason, uint64_t n, bint received=False):
+        """Count n drops (slow path: frames left in a ring at shutdown);
+        received: they were also taken in by this port, count them as rx."""
+        self.count_drop(reason, n)
+        if received:
+            self.ctr[P_RX] += n
+
+    def counters(self):
+        return [self.ctr[i] for i in range(N_COUNTERS)]
+
+    def do_rxsync(self):
+        return self.rxsync()
+
+    def do_txsync(self):
+        return self.txsync()
+
+    cdef int rxsync(self) noexcept nogil:
+        return 0
+
+    cdef int txsync(self) noexcept nogil:
+        return 0

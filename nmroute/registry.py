@@ -1,0 +1,73 @@
+"""Where element types and port kinds are found.
+
+An element type is a class (a Cython ``cdef class`` deriving from
+``nmroute.fastpath.element.Element``) carrying, as class attributes:
+
+    TYPE     str                 the name used in YAML (``counter``)
+    SUMMARY  str                 one line
+    OUTPUTS  tuple[str, ...]     output names; an output is also addressed by its index
+    PARAMS   tuple[Param, ...]   see nmroute.config.params
+    FANOUT   bool                each packet goes to every output (a copy per output)
+    check(params) -> list[str]   optional classmethod: cross-parameter checks
+    __doc__                      sections Outputs / Params / Counters / Drops / Example
+
+A port kind is a class deriving from ``nmroute.fastpath.ports.port.Port`` with:
+
+    SCHEME      str              ``gen``, ``pcap``, ``sink``, ``pipe`` ...
+    SUMMARY     str
+    DIRECTIONS  tuple            subset of ("rx", "tx"): read from, written to
+    ARG         str | None       the param that the text after ``SCHEME:`` fills
+    PARAMS      tuple[Param, ...]
+    check(params, rx, tx) -> list[str]   optional classmethod
+"""
+from __future__ import annotations
+
+import importlib
+
+ELEMENT_MODULES = (
+    "nmroute.fastpath.elements.counter",
+    "nmroute.fastpath.elements.drop",
+    "nmroute.fastpath.elements.tee",
+    "nmroute.fastpath.elements.pcap_tap",
+)
+
+PORT_MODULES = (
+    "nmroute.fastpath.ports.gen",
+    "nmroute.fastpath.ports.pcap",
+    "nmroute.fastpath.ports.sink",
+    "nmroute.fastpath.ports.pipe",
+)
+
+# Named in DESIGN.md, not built yet: the loader says so instead of "unknown".
+PLANNED_SCHEMES = ("netmap", "vale", "xdp", "packet", "host", "tap")
+
+
+def _classes(modules, attr):
+    found = {}
+    for name in modules:
+        mod = importlib.import_module(name)
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and isinstance(getattr(obj, attr, None), str):
+                if obj.__module__ == mod.__name__:
+                    found[getattr(obj, attr)] = obj
+    return found
+
+
+_elements: dict | None = None
+_ports: dict | None = None
+
+
+def element_types() -> dict:
+    """TYPE -> element class."""
+    global _elements
+    if _elements is None:
+        _elements = _classes(ELEMENT_MODULES, "TYPE")
+    return _elements
+
+
+def port_kinds() -> dict:
+    """SCHEME -> port class."""
+    global _ports
+    if _ports is None:
+        _ports = _classes(PORT_MODULES, "SCHEME")
+    return _ports
