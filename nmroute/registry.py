@@ -47,9 +47,9 @@ def _classes(modules, attr):
     for name in modules:
         mod = importlib.import_module(name)
         for obj in vars(mod).values():
-            if isinstance(obj, type) and isinstance(getattr(obj, attr, None), str):
-                if obj.__module__ == mod.__name__:
-                    found[getattr(obj, attr)] = obj
+            if (isinstance(obj, type) and isinstance(getattr(obj, attr, None), str)
+                    and obj.__module__ == mod.__name__):
+                found[getattr(obj, attr)] = obj
     return found
 
 

@@ -15,11 +15,9 @@ import structlog
 from nmroute.fastpath.batch import MAX as BATCH_MAX
 from nmroute.fastpath.counters import CounterFile, snapshot, read_counters
 from nmroute.fastpath.drops import N_REASONS
-from nmroute.fastpath.elements.drop import Drop
 from nmroute.fastpath.executor import Executor
 from nmroute.fastpath.pool import Pool
 from nmroute.fastpath.ports.pipe import Pipe
-from nmroute.fastpath.ports.port import PortError
 
 log = structlog.get_logger("nmroute")
 
@@ -208,13 +206,12 @@ class Runtime:
                     self.ports[name].add_drops(shutdown, n)
             # A pipe's writer counted these as sent; its reader never took them.
             for port in self.ports.values():
-                if isinstance(port, Pipe) and port.rx_ring is not None:
-                    if port.rx_ring.space():
-                        port.add_drops(shutdown, port.rx_ring.space(), True)
+                if isinstance(port, Pipe) and port.rx_ring is not None and port.rx_ring.space():
+                    port.add_drops(shutdown, port.rx_ring.space(), True)
         for port in self.opened:
             try:
                 port.close()
-            except Exception as e:  # keep closing the rest
+            except Exception as e:  # noqa: BLE001 - one failing port must not keep the rest open
                 log.warning("closing a port failed", port=port.name, error=str(e))
         for el in self.elements.values():
             el.close()

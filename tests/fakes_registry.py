@@ -5,9 +5,20 @@ nmroute/fastpath (TYPE/SCHEME, OUTPUTS/DIRECTIONS, ARG, PARAMS, FANOUT,
 check), so the loader can be tested without building the fast path.
 `install(monkeypatch)` points nmroute.registry at them.
 """
+import os
+
 from nmroute import registry
 from nmroute.config.params import (
-    AddrRange, Bool, Choice, Int, Mac, OutputPath, Param, ParamError, Range, Str,
+    AddrRange,
+    Choice,
+    Float,
+    Int,
+    Mac,
+    OutputPath,
+    Param,
+    ParamError,
+    Range,
+    Str,
 )
 
 
@@ -99,23 +110,24 @@ class Gen(_Port):
     SUMMARY = "synthetic traffic"
     DIRECTIONS = ("rx",)
     PARAMS = (
-        Param("count", Int(0), "packets to send; 0 is forever", 0),
-        Param("size", Range(60, 9000, "a frame size"), "frame size in bytes", (60, 60)),
-        Param("rate", Int(0), "packets per second; 0 is as fast as possible", 0),
-        Param("proto", Choice("udp", "tcp", "icmp"), "L4 protocol", "udp"),
-        Param("family", Choice("ipv4", "ipv6"), "IP version", "ipv4"),
-        Param("src", AddrRange(), "source addresses", "198.18.0.1"),
-        Param("dst", AddrRange(), "destination addresses", "198.19.0.1"),
-        Param("sport", Range(0, 65535, "a port"), "source ports", (1024, 1024)),
-        Param("dport", Range(0, 65535, "a port"), "destination ports", (1024, 1024)),
+        Param("count", Int(0), "frames to make; 0: until stopped", 0),
+        Param("size", Range(42, 9216, "a frame length"), "frame length", "60"),
+        Param("rate", Float(0), "frames per second; 0: as fast as possible", 0),
+        Param("proto", Choice("udp", "tcp"), "transport protocol", "udp"),
+        Param("family", Choice("ipv4", "ipv6"), "IP version; default: from src/dst", None),
+        Param("src", AddrRange(), "source addresses", None),
+        Param("dst", AddrRange(), "destination addresses", None),
+        Param("sport", Range(0, 65535, "a port"), "source ports", "1234"),
+        Param("dport", Range(0, 65535, "a port"), "destination ports", "1234"),
         Param("src_mac", Mac(), "source MAC", "02:00:00:00:00:01"),
         Param("dst_mac", Mac(), "destination MAC", "02:00:00:00:00:02"),
     )
 
     @classmethod
     def check(cls, params, rx, tx):
-        if params["proto"] == "icmp" and params["family"] == "ipv6":
-            return ["proto 'icmp' is ICMPv4; use family ipv4"]
+        family, src = params["family"], params["src"]
+        if family and src and f"ipv{src[0].version}" != family:
+            return [f"family {family} but addresses are IPv{src[0].version}"]
         return []
 
 
@@ -124,15 +136,19 @@ class Pcap(_Port):
     SUMMARY = "replay (rx) or capture (tx) a pcap file"
     ARG = "file"
     PARAMS = (
-        Param("file", Str(what="a file name"), "the pcap file"),
-        Param("precision", Choice("us", "ns"), "timestamp precision when writing", "us"),
-        Param("loop", Bool(), "replay the file again at its end", False),
+        Param("file", Str(what="a file path"), "the pcap file to read or write"),
+        Param("precision", Choice("us", "ns"), "timestamps written: us or ns", "us"),
+        Param("snaplen", Int(64, 65535), "bytes kept of each frame written", 65535),
+        Param("loop", Int(0), "times to replay the file; 0: forever", 1),
     )
 
     @classmethod
     def check(cls, params, rx, tx):
-        if rx and params["file"] == "missing.pcap":
-            return [f"no such file: {params['file']!r}"]
+        path = params["file"]
+        if rx and tx:
+            return ["a pcap file cannot be read and written in one pipeline"]
+        if rx and not os.path.isfile(path):
+            return [f"file: no such file: {path!r}"]
         return []
 
 

@@ -18,13 +18,13 @@ def _show(value) -> str:
         return ":".join(f"{b:02x}" for b in value)
     if isinstance(value, tuple) and len(value) == 2:
         a, b = value
-        if isinstance(a, (ipaddress.IPv4Address, ipaddress.IPv6Address)) or isinstance(a, int):
+        if isinstance(a, (ipaddress.IPv4Address, ipaddress.IPv6Address, int)):
             return str(a) if a == b else f"{a}-{b}"
     return str(value)
 
 
 def _changed(cls, params: dict) -> str:
-    defaults = {p.name: p.default for p in cls.PARAMS}
+    defaults = {p.name: p.default_value() for p in cls.PARAMS if not p.required}
     return " ".join(f"{k}={_show(v)}" for k, v in params.items()
                     if k not in defaults or defaults[k] != v)
 

@@ -23,7 +23,7 @@ _MISSING = object()
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: "Kind"
+    kind: Kind
     doc: str
     default: Any = _MISSING
 

@@ -54,7 +54,7 @@ returned only when there are none.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,16 @@ from nmroute.config.portname import closest, did_you_mean, split_port_name
 from nmroute.config.yamlloc import ConfigError, ConfigIssue, Loc, YList, YMap, load_yaml
 
 __all__ = [
-    "ConfigError", "ConfigIssue", "Loc", "PortDecl", "ElementDecl", "Link", "Pipeline",
-    "SETTINGS", "load_pipeline", "load_pipelines",
+    "SETTINGS",
+    "ConfigError",
+    "ConfigIssue",
+    "ElementDecl",
+    "Link",
+    "Loc",
+    "Pipeline",
+    "PortDecl",
+    "load_pipeline",
+    "load_pipelines",
 ]
 
 
@@ -366,7 +374,8 @@ class _FileLoader:
             except ParamError as e:
                 self.issue(given.value_loc(key), f"settings.{key}: {e}")
         for p in SETTINGS:
-            out.setdefault(p.name, p.default)
+            if p.name not in out:
+                out[p.name] = p.default_value()
         return out
 
     # -- declarations
@@ -407,7 +416,8 @@ class _FileLoader:
             p = spec.get(key)
             if p is None:
                 hint = did_you_mean(key, spec) if spec else "; it takes no params"
-                misspelt.add(closest(key, spec))
+                if spec:
+                    misspelt.add(closest(key, spec))
                 self.issue(r.key_loc, f"{what}: unknown param '{key}'{hint}")
                 ok = False
                 continue
@@ -470,8 +480,8 @@ class _FileLoader:
                                       f"name ({raw[key].key_loc}) and as a key")
                 return
             raw[key] = r
-        params = self._convert(decl.what, cls, raw, loc, f" (write '{scheme}:{cls.ARG.upper()}')"
-                               if cls.ARG else "")
+        arg_hint = f" (write '{scheme}:{cls.ARG.upper()}')" if cls.ARG else ""
+        params = self._convert(decl.what, cls, raw, loc, arg_hint)
         if params is not None:
             decl.params = params
             self.params_ok.add(name)
@@ -668,6 +678,8 @@ class _FileLoader:
         for name, port in self.ports.items():
             if port.cls is None or name not in self.params_ok or not (port.rx or port.tx):
                 continue
+            if port.rx and port.tx and port.cls.SCHEME in _ONE_WAY:
+                continue  # already reported where the second direction is used
             check = getattr(port.cls, "check", None)
             for msg in check(port.params, port.rx, port.tx) if check else ():
                 self.issue(self.value_locs[name], f"{port.what}: {msg}")
@@ -790,11 +802,11 @@ def load_pipelines(paths) -> list[Pipeline]:
         for direction, other in (("rx", "tx"), ("tx", "rx")):
             mine = by_dir[direction]
             if mine and not by_dir[other]:
-                for p, port in mine:
+                for _, port in mine:
                     issues.append(ConfigIssue(port.loc, f"{port.what}: pipe '{pipe}' is "
                                                         f"{done[direction]} here but no other "
                                                         f"pipeline {does[other]} it"))
-            for p, port in mine[1:]:
+            for _, port in mine[1:]:
                 fp, fport = mine[0]
                 issues.append(ConfigIssue(port.loc, f"{port.what}: pipe '{pipe}' is already "
                                                     f"{done[direction]} by pipeline '{fp.name}' "

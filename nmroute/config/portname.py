@@ -47,7 +47,8 @@ def _error(message: str, offset: int) -> ParamError:
 def split_port_name(text: str) -> tuple[str, type, list[tuple[str, str, int]]]:
     """Split a port name into (scheme, port class, [(key, value, offset)])."""
     if not isinstance(text, str) or not text.strip():
-        raise _error(f"expected a port name like 'pcap:in.pcap' or 'gen:count=1000', got {text!r}", 0)
+        raise _error("expected a port name like 'pcap:in.pcap' or 'gen:count=1000', "
+                     f"got {text!r}", 0)
     lead = len(text) - len(text.lstrip())
     s = text.strip()
     scheme, colon, rest = s.partition(":")
@@ -58,7 +59,8 @@ def split_port_name(text: str) -> tuple[str, type, list[tuple[str, str, int]]]:
     if cls is None:
         if scheme in registry.PLANNED_SCHEMES:
             raise _error(f"port type '{scheme}' is not available in this build yet", lead)
-        hint = did_you_mean(scheme, kinds) or " (a port is written SCHEME[:ARG], like 'pcap:in.pcap')"
+        hint = (did_you_mean(scheme, kinds)
+                or " (a port is written SCHEME[:ARG], like 'pcap:in.pcap')")
         raise _error(f"unknown port type '{scheme}'{hint}", lead)
 
     base = lead + len(scheme) + len(colon)  # offset of `rest` in `text`

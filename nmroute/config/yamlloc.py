@@ -60,9 +60,9 @@ def node_loc(file: str, node: yaml.Node, offset: int | None = None) -> Loc:
     """
     mark = node.start_mark
     col = mark.column + 1
-    if offset is not None and isinstance(node, yaml.ScalarNode):
-        if node.end_mark.line == mark.line:
-            col += offset + (1 if node.style in ("'", '"') else 0)
+    one_line = isinstance(node, yaml.ScalarNode) and node.end_mark.line == mark.line
+    if offset is not None and one_line:
+        col += offset + (1 if node.style in ("'", '"') else 0)
     return Loc(file, mark.line + 1, col)
 
 
@@ -155,7 +155,8 @@ def _yaml_error_issue(file: str, text: str, e: yaml.YAMLError) -> ConfigIssue:
         before = text[: e.position]
         line = before.count("\n") + 1
         col = e.position - (before.rfind("\n") + 1) + 1
-        return ConfigIssue(Loc(file, line, col), f"invalid YAML: character {e.character!r} is not allowed")
+        return ConfigIssue(Loc(file, line, col),
+                           f"invalid YAML: character {e.character!r} is not allowed")
     return ConfigIssue(Loc(file, 1, 1), f"invalid YAML: {e}")
 
 

@@ -55,8 +55,9 @@ cdef class CounterFile:
         self.path = path or stats_path()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.ftruncate(fd, hsize + 8 * max(self.n, 1))
-            self.mm = mmap.mmap(fd, hsize + 8 * max(self.n, 1))
+            size = hsize + 8 * (self.n or 1)
+            os.ftruncate(fd, size)
+            self.mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)
         self.mm[:len(header)] = header

@@ -15,7 +15,7 @@ from libc.string cimport memcpy
 from nmroute.fastpath.batch cimport OUT_DROP, OFF_NONE
 from nmroute.fastpath.drops cimport (
     N_DROP_REASONS, DROP_NO_BUFFER, DROP_TX_FULL, DROP_BAD_OUTPUT)
-from nmroute.fastpath.element cimport Element, PER_PACKET
+from nmroute.fastpath.element cimport Element
 from nmroute.fastpath.includes.sys cimport sleep_ns
 from nmroute.fastpath.pool cimport POOL_NONE
 from nmroute.fastpath.ports.port cimport Port, P_RX, P_RX_BYTES

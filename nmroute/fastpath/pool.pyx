@@ -5,7 +5,7 @@ from libc.string cimport memcpy
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
 from posix.unistd cimport close, ftruncate
 
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint32_t
 
 from nmroute.fastpath.includes.sys cimport memfd_create, MFD_CLOEXEC
 

@@ -1,5 +1,5 @@
 """drop: drops every packet, counted under reason `drop`."""
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint32_t
 
 from nmroute.fastpath.batch cimport Batch, drop_pkt
 from nmroute.fastpath.drops cimport DROP_DROP

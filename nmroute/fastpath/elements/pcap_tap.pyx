@@ -1,5 +1,5 @@
 """pcap-tap: writes a copy of every packet to a pcap file, passes it on."""
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint32_t
 
 from nmroute.config.params import Param, OutputPath, Choice, Int
 

@@ -1,6 +1,4 @@
 """tee: every packet to `out`, and a copy of it to `copy`."""
-from libc.stdint cimport uint32_t, uint64_t
-
 from nmroute.fastpath.batch cimport Batch
 from nmroute.fastpath.element cimport Element
 

@@ -1,12 +1,15 @@
 """gen: synthetic Ethernet + IPv4/IPv6 + UDP/TCP traffic, as netmap's pkt-gen makes."""
 import ipaddress
+
+cimport cython
 import struct
 
 from nmroute.config.params import (
     Param, Int, Float, Choice, Range, AddrRange, Mac)
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memset
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
 
 from nmroute.fastpath.includes.sys cimport now_ns, CLOCK_MONOTONIC, CLOCK_REALTIME
 from nmroute.fastpath.ports.port cimport Port
@@ -35,6 +38,11 @@ cdef inline uint32_t sum16(const uint8_t* p, uint32_t n) noexcept nogil:
     return s
 
 
+cdef inline uint32_t words64(uint64_t x) noexcept nogil:
+    """Sum of the four 16-bit words of x (its big-endian halves alike)."""
+    return <uint32_t>((x >> 48) + ((x >> 32) & 0xFFFF) + ((x >> 16) & 0xFFFF) + (x & 0xFFFF))
+
+
 cdef inline uint16_t fold(uint32_t s) noexcept nogil:
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
@@ -48,6 +56,7 @@ cdef struct AddrIter:
     uint64_t i
 
 
+@cython.final
 cdef class Gen(Port):
     """Synthetic traffic: Ethernet frames carrying IPv4 or IPv6, UDP or TCP,
     with zero payload and correct checksums.
@@ -82,7 +91,9 @@ cdef class Gen(Port):
         Param("dst_mac", Mac(), "destination MAC", "02:00:00:00:00:02"),
     )
 
-    cdef uint8_t tmpl[MAX_HDR]
+    cdef uint8_t* tmpl       # the frame at its largest, payload zero
+    cdef uint32_t ip_sum     # IPv4 header sum without length and addresses
+    cdef uint32_t l4_sum     # L4 header sum without ports/length, + protocol
     cdef uint32_t hdr_len
     cdef bint v6
     cdef bint tcp
@@ -150,7 +161,7 @@ cdef class Gen(Port):
         sport, dport = p.get("sport", (1234, 1234)), p.get("dport", (1234, 1234))
         self.sport.lo, self.sport.n = sport[0], sport[1] - sport[0] + 1
         self.dport.lo, self.dport.n = dport[0], dport[1] - dport[0] + 1
-        self._template(p.get("src_mac", b"\x02\0\0\0\0\x01"), p.get("dst_mac", b"\x02\0\0\0\0\x02"))
+        self._template(p["src_mac"], p["dst_mac"], size[1])
         Port.open(self, pool, ring_size, rx, tx)
 
     cdef _range(self, AddrIter* it, r):
@@ -160,7 +171,10 @@ cdef class Gen(Port):
         it.n = min(b - a + 1, 1 << 63)
         it.i = 0
 
-    def _template(self, bytes src_mac, bytes dst_mac):
+    def __dealloc__(self):
+        free(self.tmpl)
+
+    def _template(self, bytes src_mac, bytes dst_mac, uint32_t max_size):
         """The headers with every varying field zero; filled per frame."""
         proto = 6 if self.tcp else 17
         if self.v6:
@@ -176,8 +190,13 @@ cdef class Gen(Port):
             l4 = struct.pack("!HHHH", 0, 0, 0, 0)
         t = eth + ip + l4
         self.hdr_len = len(t)
+        self.tmpl = <uint8_t*>calloc(max(max_size, len(t)), 1)
+        if self.tmpl == NULL:
+            raise MemoryError()
         for i, c in enumerate(t):
             self.tmpl[i] = c
+        self.ip_sum = 0 if self.v6 else sum16(self.tmpl + ETH_LEN, 20)
+        self.l4_sum = sum16(self.tmpl + len(eth) + len(ip), len(l4)) + proto
 
     cdef inline uint64_t _next(self, AddrIter* it) noexcept nogil:
         """it's current offset; returns 1 when the range wrapped."""
@@ -187,56 +206,64 @@ cdef class Gen(Port):
             return 1
         return 0
 
-    cdef void fill(self, uint8_t* f, uint32_t size) noexcept nogil:
-        cdef uint32_t l3 = ETH_LEN, l4, l4len, s, i
+    cdef inline void fill(self, uint8_t* f, uint32_t size) noexcept nogil:
+        """Write one frame: the template, then the varying fields, with the
+        checksums summed from the numbers rather than read back (the
+        template's constant words are summed once, in _template)."""
+        cdef uint32_t l3 = ETH_LEN, l4, l4len, a, s
         cdef uint64_t lo, hi
-        cdef uint16_t v
-        memcpy(f, self.tmpl, self.hdr_len)
-        if size > self.hdr_len:
-            memset(f + self.hdr_len, 0, size - self.hdr_len)
+        cdef uint16_t v, sport, dport
+        memcpy(f, self.tmpl, size)
         if self.v6:
             l4 = l3 + 40
             l4len = size - l4
             v = bswap16(<uint16_t>l4len)
             memcpy(f + l3 + 4, &v, 2)
             lo = self.src.lo + self.src.i
-            hi = bswap64(self.src.hi + (lo < self.src.lo))
+            hi = self.src.hi + (lo < self.src.lo)
+            s = words64(hi) + words64(lo)
+            hi = bswap64(hi)
             lo = bswap64(lo)
             memcpy(f + l3 + 8, &hi, 8)
             memcpy(f + l3 + 16, &lo, 8)
             lo = self.dst.lo + self.dst.i
-            hi = bswap64(self.dst.hi + (lo < self.dst.lo))
+            hi = self.dst.hi + (lo < self.dst.lo)
+            s += words64(hi) + words64(lo)
+            hi = bswap64(hi)
             lo = bswap64(lo)
             memcpy(f + l3 + 24, &hi, 8)
             memcpy(f + l3 + 32, &lo, 8)
-            s = sum16(f + l3 + 8, 32)
         else:
             l4 = l3 + 20
             l4len = size - l4
             v = bswap16(<uint16_t>(size - l3))
             memcpy(f + l3 + 2, &v, 2)
-            i = bswap32(<uint32_t>(self.src.lo + self.src.i))
-            memcpy(f + l3 + 12, &i, 4)
-            i = bswap32(<uint32_t>(self.dst.lo + self.dst.i))
-            memcpy(f + l3 + 16, &i, 4)
-            v = bswap16(~fold(sum16(f + l3, 20)))
+            a = <uint32_t>(self.src.lo + self.src.i)
+            s = (a >> 16) + (a & 0xFFFF)
+            a = bswap32(a)
+            memcpy(f + l3 + 12, &a, 4)
+            a = <uint32_t>(self.dst.lo + self.dst.i)
+            s += (a >> 16) + (a & 0xFFFF)
+            a = bswap32(a)
+            memcpy(f + l3 + 16, &a, 4)
+            v = bswap16(~fold(self.ip_sum + s + size - l3))
             memcpy(f + l3 + 10, &v, 2)
-            s = sum16(f + l3 + 12, 8)
-        v = bswap16(<uint16_t>(self.sport.lo + self.sport.i))
+        sport = <uint16_t>(self.sport.lo + self.sport.i)
+        dport = <uint16_t>(self.dport.lo + self.dport.i)
+        v = bswap16(sport)
         memcpy(f + l4, &v, 2)
-        v = bswap16(<uint16_t>(self.dport.lo + self.dport.i))
+        v = bswap16(dport)
         memcpy(f + l4 + 2, &v, 2)
-        # Pseudo-header (addresses summed above, protocol, length) + the L4
-        # header; the payload is zeros and adds nothing.
-        s += l4len + (6 if self.tcp else 17)
+        # Pseudo-header (addresses, protocol, length) + the L4 header; the
+        # payload is zeros and adds nothing.
+        s += self.l4_sum + l4len + sport + dport
         if self.tcp:
-            s += sum16(f + l4, 20)
             v = bswap16(~fold(s))
             memcpy(f + l4 + 16, &v, 2)
         else:
+            s += l4len     # UDP carries its length in its header too
             v = bswap16(<uint16_t>l4len)
             memcpy(f + l4 + 4, &v, 2)
-            s += sum16(f + l4, 8)
             v = ~fold(s)
             v = bswap16(v if v else 0xFFFF)
             memcpy(f + l4 + 6, &v, 2)

@@ -3,7 +3,7 @@ from nmroute.config.params import Param, Str, Choice, Int
 
 from nmroute.fastpath.drops cimport DROP_OVERSIZE, DROP_IO_ERROR
 from nmroute.fastpath.pcapfile cimport PcapReader, PcapWriter
-from nmroute.fastpath.ports.port cimport Port, P_RX, P_RX_BYTES, P_TX, P_TX_BYTES
+from nmroute.fastpath.ports.port cimport Port, P_RX, P_TX, P_TX_BYTES
 from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, slot_buf
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy

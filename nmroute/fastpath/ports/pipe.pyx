@@ -1,7 +1,7 @@
 """pipe:NAME — a link between two pipelines in one process (netmap's pipes)."""
 from nmroute.config.params import Param, Str
 
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 
 from nmroute.fastpath.ports.port cimport Port, P_TX, P_TX_BYTES
 from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, NS_BUF_CHANGED

@@ -1,5 +1,5 @@
 """sink: counts what it is sent and releases it (netmap's pkt-gen -f rx, without a NIC)."""
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 
 from nmroute.fastpath.ports.port cimport Port, P_TX, P_TX_BYTES
 from nmroute.fastpath.ring cimport NmRing, ring_next

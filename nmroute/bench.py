@@ -1,0 +1,107 @@
+"""`nmroute bench`: the fast path's own benchmarks, printed in Mpps.
+
+Each case is a pipeline run in this process on one core; the figure is the
+median of --repeat runs of --packets frames, timed from the first batch to
+the last (set-up excluded). Cases: gen -> sink (the null pipeline), one and
+eight trivial elements (counter) added, and a pcap file replay -> sink.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+
+from nmroute.config.pipeline import load_pipeline
+from nmroute.runtime import Runtime
+
+
+def _pipeline(dirname, name, text):
+    path = os.path.join(dirname, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return load_pipeline(path)
+
+
+def _chain(n):
+    elements = "".join(f"  c{i}: counter\n" for i in range(n))
+    chain = " -> ".join(["src"] + [f"c{i}" for i in range(n)] + ["out"])
+    return elements, chain
+
+
+def cases(dirname, packets, size):
+    gen = f'"gen:count={packets},size={size}"'
+    out = {}
+    for n in (0, 1, 8):
+        elements, chain = _chain(n)
+        out[f"gen -> {n} counters -> sink" if n else "gen -> sink"] = (
+            f"ports:\n  src: {gen}\n  out: sink\n"
+            + (f"elements:\n{elements}" if n else "")
+            + f"links:\n  - {chain}\n")
+    # A file of 100k frames in page cache, replayed until `packets` are read.
+    frames = min(packets, 100_000)
+    pcap = os.path.join(dirname, "bench.pcap")
+    _run(_pipeline(dirname, "mkpcap", f'ports:\n  src: "gen:count={frames},size={size},'
+                   f'sport=1000-2000"\n  out: "pcap:{pcap}"\nlinks:\n  - src -> out\n'))
+    loops = max(1, packets // frames)
+    out["pcap -> sink"] = (f"ports:\n  src: {{port: 'pcap:{pcap}', loop: {loops}}}\n"
+                           f"  out: sink\nlinks:\n  - src -> out\n")
+    return out
+
+
+def _run(pipeline):
+    rt = Runtime([pipeline], counters_path=None)
+    rt.build()
+    try:
+        seconds = rt.run()
+    finally:
+        snap = rt.finish()
+    return snap, seconds
+
+
+def measure(packets=50_000_000, repeat=3, size=60, report=print):
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="nmroute-bench-") as d:
+        for name, text in cases(d, packets, size).items():
+            p = _pipeline(d, "case", text)
+            rates = []
+            for _ in range(repeat):
+                snap, seconds = _run(p)
+                n = snap["ports"]["out"]["tx"]
+                rates.append(n / seconds / 1e6)
+            mpps = statistics.median(rates)
+            results[name] = {"mpps": mpps, "ns_per_packet": 1e3 / mpps, "runs": rates}
+            report(f"{name:<28} {mpps:8.2f} Mpps  {1e3 / mpps:6.2f} ns/packet")
+    base = results["gen -> sink"]["ns_per_packet"]
+    for n in (1, 8):
+        per = (results[f"gen -> {n} counters -> sink"]["ns_per_packet"] - base) / n
+        results[f"per element ({n})"] = {"ns": per}
+        report(f"{'cost of one element (' + str(n) + ')':<28} {per:8.2f} ns/packet")
+    return results
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release()}
+
+
+def main(args) -> int:
+    m = machine()
+    print(f"nmroute bench: {args.packets} frames of {args.size} bytes, median of {args.repeat}, "
+          f"one core of {m['cpu']} ({m['cores']} cores)")
+    res = measure(args.packets, args.repeat, args.size)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": m, "packets": args.packets, "size": args.size,
+                       "results": res}, f, indent=2)
+    return 0
