@@ -41,7 +41,12 @@ class Param:
         return self.kind.convert(self.default)
 
     def describe(self) -> str:
-        d = "required" if self.required else f"default {self.default!r}"
+        if self.required:
+            d = "required"
+        elif self.default is None:
+            d = "optional"
+        else:
+            d = f"default {self.default!r}"
         return f"{self.name} ({self.kind.describe()}; {d}): {self.doc}"
 
 

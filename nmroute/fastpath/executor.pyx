@@ -15,6 +15,7 @@ from libc.string cimport memcpy
 from nmroute.fastpath.batch cimport OUT_DROP, OFF_NONE
 from nmroute.fastpath.drops cimport (
     N_DROP_REASONS, DROP_NO_BUFFER, DROP_TX_FULL, DROP_BAD_OUTPUT)
+from nmroute.fastpath.debug cimport check
 from nmroute.fastpath.element cimport Element
 from nmroute.fastpath.includes.sys cimport sleep_ns
 from nmroute.fastpath.pool cimport POOL_NONE
@@ -234,6 +235,8 @@ cdef class Executor:
         cdef Desc* p
         for i in range(b.n):
             p = &b.d[i]
+            check(p.buf_idx < self.pool.n_bufs, b"enqueue: buffer index out of the pool")
+            check(p.len <= ring.buf_size, b"enqueue: frame longer than a buffer")
             if ((ring.tail - h) & ring.mask) == 0:
                 # No room: the input was not held back enough. Count it,
                 # never overwrite a queued frame.
@@ -293,8 +296,10 @@ cdef class Executor:
         if n == 0:
             return 0
         h = ring.head
+        check(n < ring.num_slots and h <= ring.mask, b"pull: ring indexes out of range")
         for i in range(n):
             s = &ring.slots[h]
+            check(s.buf_idx < self.pool.n_bufs, b"pull: buffer index out of the pool")
             p = &self.descs[i]
             p.buf_idx = s.buf_idx
             p.data = slot_buf(ring, s)
