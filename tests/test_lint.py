@@ -1,4 +1,5 @@
 """The linters are part of the tests: ruff on Python, cython-lint on Cython."""
+import os
 import shutil
 import subprocess
 import sys
@@ -21,5 +22,7 @@ def _tool(name):
 def test_lint(cmd):
     exe = _tool(cmd[0])
     assert exe, f"{cmd[0]} is not installed (it is in the test extra of pyproject.toml)"
-    r = subprocess.run([exe, *cmd[1:]], cwd=ROOT, capture_output=True, text=True)
+    # cython-lint runs pycodestyle by name: the venv's bin must be on PATH.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    r = subprocess.run([exe, *cmd[1:]], cwd=ROOT, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
