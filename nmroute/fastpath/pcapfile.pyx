@@ -36,7 +36,11 @@ cdef class PcapWriter:
         self.snaplen = snaplen
         self.f = fopen(os.fsencode(path), b"wb")
         if self.f == NULL:
-            raise OSError(errno, f"cannot write {path}: {os.strerror(errno)}")
+            # Not OSError(errno, msg): its str() would start with "[Errno N]".
+            code = errno
+            err = OSError(f"cannot write {path}: {os.strerror(code)}")
+            err.errno = code
+            raise err
         setvbuf(self.f, NULL, _IOFBF, WRITE_BUF)
         cdef uint32_t hdr[6]
         hdr[0] = PCAP_MAGIC_NS if nsec else PCAP_MAGIC_US

@@ -42,6 +42,7 @@ cdef class PcapPort(Port):
     cdef PcapReader reader
     cdef PcapWriter writer
     cdef uint64_t loops_left
+    cdef uint64_t pass_frames    # frames read since the file was (re)started
 
     @classmethod
     def check(cls, params, rx, tx):
@@ -81,25 +82,30 @@ cdef class PcapPort(Port):
     cdef int rxsync(self) noexcept nogil:
         cdef NmRing* r = self.rx
         cdef uint32_t t = r.tail, n = 0, cap, orig
+        cdef uint32_t budget = r.num_slots   # records per call, oversize ones too
         cdef const uint8_t* pkt
         cdef uint64_t ts
         cdef int got
         cdef Slot* s
         if self.eof:
             return 0
-        while ring_next(r, t) != r.head:
+        while ring_next(r, t) != r.head and budget:
             got = self.reader.next(&pkt, &cap, &orig, &ts)
             if got == 2:
                 continue
             if got <= 0:
-                # End of file (or a truncated record): replay or stop.
-                if got == 0 and self.loops_left != 1:
+                # End of file (or a truncated record): replay or stop. A file
+                # with no frames has nothing to replay.
+                if got == 0 and self.loops_left != 1 and self.pass_frames:
                     if self.loops_left:
                         self.loops_left -= 1
+                    self.pass_frames = 0
                     self.reader.reset()
                     continue
                 self.eof = True
                 break
+            self.pass_frames += 1
+            budget -= 1
             if cap > r.buf_size:
                 self.ctr[P_RX] += 1
                 self.count_drop(DROP_OVERSIZE, 1)
