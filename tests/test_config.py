@@ -172,11 +172,11 @@ def test_settings_defaults():
 
 def test_settings_given():
     p = load("""\
-        settings: {batch: 32, buffer_size: 4k, ring_size: 256}
+        settings: {batch: 32, buffer_size: 4096, ring_size: 256}
         ports: {src: gen}
         links: [src -> sink]
         """)
-    assert p.settings == {"batch": 32, "buffer_size": 4000, "ring_size": 256}
+    assert p.settings == {"batch": 32, "buffer_size": 4096, "ring_size": 256}
 
 
 def test_settings_bad_values_and_unknown():

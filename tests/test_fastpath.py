@@ -93,11 +93,6 @@ def test_ring_sizes():
     assert pool.n_free == 64
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ring.pyx: when the pool runs out in Ring.__cinit__, __dealloc__ still releases "
-    "all num_slots buffer indexes, the untaken slots' index 0 among them: the pool's "
-    "n_free exceeds n_bufs, free_stack is written past its end (heap overflow) and "
-    "buffer 0 is handed out many times"))
 def test_a_ring_the_pool_cannot_fill_gives_back_only_what_it_took():
     # In a child process: the bug writes past the end of a malloc'd array.
     code = (

@@ -314,12 +314,8 @@ def test_pipe_read_by_two_pipelines_is_an_error(tmp_path):
                               "pipeline 'b' at b.yaml:1:9"]
 
 
-# --- files shared between ports (reported bugs) ---------------------------------------
+# --- files shared between ports and elements ---------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config/pipeline.load_pipelines does not check pcap files across pipelines: one "
-    "pipeline reading x.pcap while another writes it truncates the mmapped input and "
-    "the run dies of SIGBUS (exit -7/135)"))
 def test_pcap_file_read_and_written_by_two_pipelines_is_a_config_error(tmp_path):
     run_pipeline(tmp_path, 'ports: {s: "gen:count=50", o: "pcap:in.pcap"}\n'
                            'links: ["s -> o"]\n')
@@ -332,10 +328,6 @@ def test_pcap_file_read_and_written_by_two_pipelines_is_a_config_error(tmp_path)
     assert r.code == BAD_CONFIG, str(r)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config/pipeline does not check a pcap-tap's file against the pcap files its "
-    "pipeline reads: elements are set up before ports, so the tap truncates the input "
-    "and the run then fails with exit 3 'not a pcap file (only 0 bytes)'"))
 def test_pcap_tap_onto_the_input_file_is_a_config_error(tmp_path):
     run_pipeline(tmp_path, 'ports: {s: "gen:count=50", o: "pcap:in.pcap"}\n'
                            'links: ["s -> o"]\n')
@@ -352,11 +344,6 @@ def test_pcap_tap_onto_the_input_file_is_a_config_error(tmp_path):
     assert r.code == BAD_CONFIG, str(r)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "settings.buffer_size accepts any value in 256..65535 but Pool needs a multiple of "
-    "64: buffer_size 1000 passes the config checks, then runtime.build raises ValueError "
-    "from Pool and `nmroute run` dies with a traceback (exit 1) instead of exit 2 with "
-    "the location of settings.buffer_size"))
 def test_buffer_size_not_a_multiple_of_64(tmp_path):
     write_yaml(tmp_path, 'settings: {buffer_size: 1000}\nports: {src: "gen:count=10"}\n'
                          'links: ["src -> sink"]\n')

@@ -53,6 +53,7 @@ returned only when there are none.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,9 +89,21 @@ def _ring_size(value: Any) -> int:
     return n
 
 
+def _buffer_size(value: Any) -> int:
+    what = "a multiple of 64 from 256 to 65472"
+    try:
+        n = Int(256, 65472).convert(value)
+    except ParamError:
+        raise ParamError(f"expected {what}, got {value!r}") from None
+    if n % 64:
+        raise ParamError(f"expected {what}, got {value!r}")
+    return n
+
+
 SETTINGS = (
     Param("batch", Int(1, 256), "packets handed to an element at a time", 256),
-    Param("buffer_size", Int(256, 65535), "bytes per packet buffer", 2048),
+    Param("buffer_size", Custom("a multiple of 64 from 256 to 65472", _buffer_size),
+          "bytes per packet buffer", 2048),
     Param("ring_size", Custom("a power of two from 64 to 16384", _ring_size),
           "slots per ring", 1024),
 )
@@ -811,6 +824,33 @@ def load_pipelines(paths) -> list[Pipeline]:
                 issues.append(ConfigIssue(port.loc, f"{port.what}: pipe '{pipe}' is already "
                                                     f"{done[direction]} by pipeline '{fp.name}' "
                                                     f"at {fport.loc}"))
+    issues.extend(_check_files(pipelines))
     if issues:
         raise ConfigError(issues)
     return pipelines
+
+
+def _check_files(pipelines) -> list[ConfigIssue]:
+    """A file written by one port or element is used by nothing else in the
+    run: a writer truncates what a reader has mapped, two writers interleave."""
+    uses = []
+    for p in pipelines:
+        for port in p.ports.values():
+            files = getattr(port.cls, "files", None)
+            for path, mode in files(port.params, port.rx, port.tx) if files else ():
+                uses.append((os.path.realpath(path), mode, port))
+        for el in p.elements.values():
+            files = getattr(el.cls, "files", None)
+            for path, mode in files(el.params) if files else ():
+                uses.append((os.path.realpath(path), mode, el))
+    issues, first = [], {}
+    for path, mode, decl in uses:
+        prev = first.setdefault(path, (mode, decl))
+        if prev[1] is decl or (mode == "read" and prev[0] == "read"):
+            continue
+        if mode == "written" or prev[0] == "written":
+            issues.append(ConfigIssue(decl.loc, f"{decl.what}: file '{path}' is {mode} here "
+                                                f"and {prev[0]} by {prev[1].what} at "
+                                                f"{prev[1].loc}; a file written in a run is "
+                                                "used by nothing else in it"))
+    return issues

@@ -49,5 +49,16 @@ cdef class Element:
         """Cross-parameter checks: a list of messages, empty when fine."""
         return []
 
+    @classmethod
+    def files(cls, params):
+        """[(path, 'read' or 'written')]: by default every InputPath and
+        OutputPath param (see Port.files)."""
+        out = []
+        for p in cls.PARAMS:
+            mode = {"InputPath": "read", "OutputPath": "written"}.get(type(p.kind).__name__)
+            if mode and params.get(p.name):
+                out.append((params[p.name], mode))
+        return out
+
     cdef int process(self, Batch* b) noexcept nogil:
         return 0

@@ -54,4 +54,5 @@ cdef inline uint8_t* slot_buf(NmRing* r, Slot* s) noexcept nogil:
 
 cdef class Ring:
     cdef NmRing r
+    cdef uint32_t taken       # slots that hold a pool buffer (all, once built)
     cdef readonly Pool pool

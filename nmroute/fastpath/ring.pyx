@@ -19,6 +19,7 @@ cdef class Ring:
         cdef uint32_t i
         for i in range(num_slots):
             self.r.slots[i].buf_idx = pool.take()
+            self.taken += 1
         # tx starts with every slot free (but the one kept back); rx empty.
         self.r.tail = self.r.mask if tx else 0
 
@@ -26,7 +27,7 @@ cdef class Ring:
         cdef uint32_t i
         if self.r.slots != NULL:
             if self.pool is not None:
-                for i in range(self.r.num_slots):
+                for i in range(self.taken):
                     self.pool.release(self.r.slots[i].buf_idx)
             free(self.r.slots)
 

@@ -56,6 +56,10 @@ cdef class PcapPort(Port):
             errors.append(f"file: directory of {path!r} does not exist")
         return errors
 
+    @classmethod
+    def files(cls, params, rx, tx):
+        return [(params["file"], "read" if rx else "written")]
+
     def open(self, pool, uint32_t ring_size, bint rx, bint tx):
         p = self.params
         try:

@@ -40,6 +40,13 @@ cdef class Port:
         """Cross-parameter checks: a list of messages, empty when fine."""
         return []
 
+    @classmethod
+    def files(cls, params, rx, tx):
+        """[(path, 'read' or 'written')]: the files this port uses, so that
+        the loader can refuse one file written by one port and read or
+        written by another."""
+        return []
+
     def open(self, pool, uint32_t ring_size, bint rx, bint tx):
         """Create the rings the port is used with; a backend extends this and
         raises PortError(name, reason) when it cannot open."""
