@@ -23,20 +23,18 @@ A port kind is a class deriving from ``nmroute.fastpath.ports.port.Port`` with:
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
-ELEMENT_MODULES = (
-    "nmroute.fastpath.elements.counter",
-    "nmroute.fastpath.elements.drop",
-    "nmroute.fastpath.elements.tee",
-    "nmroute.fastpath.elements.pcap_tap",
-)
+# Every module in these packages is looked at: an element or a port is added
+# by adding its file (one file each), nothing else.
+ELEMENT_PACKAGE = "nmroute.fastpath.elements"
+PORT_PACKAGE = "nmroute.fastpath.ports"
 
-PORT_MODULES = (
-    "nmroute.fastpath.ports.gen",
-    "nmroute.fastpath.ports.pcap",
-    "nmroute.fastpath.ports.sink",
-    "nmroute.fastpath.ports.pipe",
-)
+
+def _modules(package):
+    pkg = importlib.import_module(package)
+    return [f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)]
+
 
 # Named in DESIGN.md, not built yet: the loader says so instead of "unknown".
 PLANNED_SCHEMES = ("netmap", "vale", "xdp", "packet", "host", "tap")
@@ -61,7 +59,7 @@ def element_types() -> dict:
     """TYPE -> element class."""
     global _elements
     if _elements is None:
-        _elements = _classes(ELEMENT_MODULES, "TYPE")
+        _elements = _classes(_modules(ELEMENT_PACKAGE), "TYPE")
     return _elements
 
 
@@ -69,5 +67,5 @@ def port_kinds() -> dict:
     """SCHEME -> port class."""
     global _ports
     if _ports is None:
-        _ports = _classes(PORT_MODULES, "SCHEME")
+        _ports = _classes(_modules(PORT_PACKAGE), "SCHEME")
     return _ports

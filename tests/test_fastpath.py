@@ -135,7 +135,11 @@ def test_drop_reason_names_are_unique_and_named_after_the_table():
     assert len(set(names.values())) == len(names)
     assert all(0 <= i < N_REASONS for i in names)
     for member in DropReason:
-        assert names[int(member)] == member.name[len("DROP_"):].lower().replace("_", "-")
+        name = member.name[len("DROP_"):].lower().replace("_", "-")
+        if name.startswith("malformed-"):
+            name = "malformed:" + name[len("malformed-"):]
+        assert names[int(member)] == name
+    assert names[int(DropReason.DROP_MALFORMED_IPV4)] == "malformed:ipv4"
     for name in ("drop", "oversize", "no-buffer", "tx-full", "shutdown", "io-error"):
         assert name in names.values()
     assert all(n and n == n.strip() and " " not in n for n in names.values())

@@ -4,6 +4,16 @@ from nmroute.fastpath.drops cimport N_DROP_REASONS
 N_REASONS = N_DROP_REASONS
 
 
+def reason_name(member):
+    name = member.name[5:].lower().replace("_", "-")
+    if name.startswith("malformed-"):
+        name = "malformed:" + name[len("malformed-"):]
+    return name
+
+
 def reason_names():
-    """Index -> name, e.g. 3 -> 'no-buffer'; unused slots are absent."""
-    return {int(m): m.name[5:].lower().replace("_", "-") for m in DropReason}
+    """Index -> name, e.g. 3 -> 'no-buffer', 13 -> 'malformed:ipv4'."""
+    return {int(m): reason_name(m) for m in DropReason}
+
+
+assert max(int(m) for m in DropReason) < N_DROP_REASONS

@@ -316,6 +316,11 @@ cdef class Executor:
             p.out = 0
             p.drop = 0
             p.mark = 0
+            p.vlan = 0
+            p.inner_vlan = 0
+            p.l3_len = 0
+            p.n_vlan = 0
+            p.user = 0
             nbytes += s.len
             h = ring_next(ring, h)
         ctr = (<Port>inp.port).ctr
