@@ -50,6 +50,33 @@ def cases(dirname, packets, size):
     return out
 
 
+CASES_DIR = os.path.join(os.path.dirname(__file__), "benchcases")
+
+
+def extra_cases():
+    """name -> path of the pipelines in nmroute/benchcases (see its README)."""
+    out = {}
+    for fname in sorted(os.listdir(CASES_DIR)):
+        if fname.endswith(".yaml"):
+            path = os.path.join(CASES_DIR, fname)
+            with open(path) as f:
+                first = f.readline().strip()
+            out[first.lstrip("# ").strip() or fname[:-5]] = path
+    return out
+
+
+def _load_case(path, packets):
+    """A bench case with its source's count set; paths relative to its folder."""
+    cwd = os.getcwd()
+    os.chdir(os.path.dirname(path))
+    try:
+        p = load_pipeline(path)
+    finally:
+        os.chdir(cwd)
+    p.ports["src"].params["count"] = packets
+    return p
+
+
 def _run(pipeline):
     rt = Runtime([pipeline], counters_path=None)
     rt.build()
@@ -60,24 +87,31 @@ def _run(pipeline):
     return snap, seconds
 
 
-def measure(packets=50_000_000, repeat=3, size=60, report=print):
+def measure(packets=50_000_000, repeat=3, size=60, report=print, only=None):
     """Median Mpps per case. The cases take turns (A B C D, A B C D, ...) so
     that a noisy neighbour slows them alike rather than one case."""
     results = {}
     with tempfile.TemporaryDirectory(prefix="nmroute-bench-") as d:
         texts = cases(d, packets, size)
+        if only is not None:
+            texts = {"gen -> sink": texts["gen -> sink"]}
         pipelines = {name: _pipeline(d, f"case{i}", text)
                      for i, (name, text) in enumerate(texts.items())}
+        for name, path in extra_cases().items():
+            if only is None or only in name:
+                pipelines[name] = _load_case(path, packets)
         rates = {name: [] for name in pipelines}
         for _ in range(repeat):
             for name, p in pipelines.items():
                 snap, seconds = _run(p)
-                rates[name].append(snap["ports"]["out"]["tx"] / seconds / 1e6)
+                rates[name].append(snap["ports"]["src"]["rx"] / seconds / 1e6)
     for name, runs in rates.items():
         mpps = statistics.median(runs)
         results[name] = {"mpps": mpps, "ns_per_packet": 1e3 / mpps, "runs": runs}
         report(f"{name:<28} {mpps:8.2f} Mpps  {1e3 / mpps:6.2f} ns/packet")
     base = results["gen -> sink"]["ns_per_packet"]
+    if "gen -> 1 counters -> sink" not in results:
+        return results
     for n in (1, 8):
         per = (results[f"gen -> {n} counters -> sink"]["ns_per_packet"] - base) / n
         results[f"per element ({n})"] = {"ns": per}
@@ -103,7 +137,7 @@ def main(args) -> int:
     m = machine()
     print(f"nmroute bench: {args.packets} frames of {args.size} bytes, median of {args.repeat}, "
           f"one core of {m['cpu']} ({m['cores']} cores)")
-    res = measure(args.packets, args.repeat, args.size)
+    res = measure(args.packets, args.repeat, args.size, only=args.case)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": m, "packets": args.packets, "size": args.size,

@@ -194,6 +194,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3, metavar="R", help="median of R runs")
     p.add_argument("--size", type=int, default=60, help="frame size without FCS")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--case", metavar="TEXT",
+                   help="besides the null pipeline, only the extra cases whose name has TEXT")
     p.set_defaults(fn=cmd_bench)
     return ap
 
