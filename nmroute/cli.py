@@ -63,7 +63,7 @@ def cmd_run(args) -> int:
     types = {n: type(p).SCHEME for n, p in rt.ports.items()}
     types.update({n: type(e).TYPE for n, e in rt.elements.items()})
     print(report.summary(snap, elapsed, types))
-    fanout = {n: len(type(e).OUTPUTS) for n, e in rt.elements.items() if type(e).FANOUT}
+    fanout = {n: len(e.output_names) for n, e in rt.elements.items() if type(e).FANOUT}
     acc = check_accounting(snap, fanout)
     if args.stats_json:
         with open(args.stats_json, "w") as f:

@@ -88,7 +88,7 @@ class Runtime:
             except (OSError, ValueError, TypeError) as e:
                 raise RunError(f"{d.loc}: {d.what}: {e}") from None
         n_rings = sum(int(d.rx) + int(d.tx) for p in self.pipelines for d in p.ports.values())
-        fan_copies = sum(len(d.cls.OUTPUTS) - 1 for _, d in decls if d.cls.FANOUT)
+        fan_copies = sum(len(d.outputs) - 1 for _, d in decls if d.cls.FANOUT)
         n_bufs = n_rings * ring_size + (fan_copies + 1) * BATCH_MAX
         self.pool = Pool(n_bufs, s["buffer_size"])
         for p in self.pipelines:
@@ -124,9 +124,9 @@ class Runtime:
                 name = self.full(p, d.name)
                 index[name] = len(nodes)
                 nodes.append({"obj": self.elements[name], "kind": "element",
-                              "outs": [None] * len(d.cls.OUTPUTS), "decl": d,
+                              "outs": [None] * len(d.outputs), "decl": d,
                               "ctr": cf.add("element", name, type=d.cls.TYPE,
-                                            outputs=list(d.cls.OUTPUTS),
+                                            outputs=list(d.outputs),
                                             own=list(d.cls.COUNTERS))})
             for d in p.ports.values():
                 if d.tx:

@@ -31,8 +31,8 @@ def _changed(cls, params: dict) -> str:
 
 def _edge(p: Pipeline, link) -> str:
     el = p.elements.get(link.src)
-    if el is not None and len(el.cls.OUTPUTS) > 1:
-        return f"{link.src} [{el.cls.OUTPUTS[link.src_out]}] -> {link.dst}"
+    if el is not None and len(el.outputs) > 1:
+        return f"{link.src} [{el.outputs[link.src_out]}] -> {link.dst}"
     return f"{link.src} -> {link.dst}"
 
 
@@ -78,8 +78,8 @@ def to_dot(p: Pipeline) -> str:
     for link in p.links:
         el = p.elements.get(link.src)
         attrs = ""
-        if el is not None and len(el.cls.OUTPUTS) > 1:
-            attrs = f" [label={_q(el.cls.OUTPUTS[link.src_out])}]"
+        if el is not None and len(el.outputs) > 1:
+            attrs = f" [label={_q(el.outputs[link.src_out])}]"
         out.append(f"  {_q(link.src)} -> {_q(link.dst)}{attrs};")
     out.append("}")
     return "\n".join(out) + "\n"

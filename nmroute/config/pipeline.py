@@ -146,6 +146,15 @@ class ElementDecl:
     def what(self) -> str:
         return f"element '{self.name}' ({self.cls.TYPE})" if self.cls else f"element '{self.name}'"
 
+    @property
+    def outputs(self) -> tuple:
+        """Output names: the class's OUTPUTS, or what its params make them
+        (an element with per-rule outputs defines outputs(params))."""
+        outputs = getattr(self.cls, "outputs", None)
+        if outputs is None or self.params is None:
+            return tuple(self.cls.OUTPUTS)
+        return tuple(outputs(self.params))
+
 
 @dataclass
 class Link:
@@ -176,7 +185,7 @@ class Pipeline:
     def output_name(self, name: str, out: int) -> str:
         """The name of output `out` of element `name` ('out' for a port)."""
         if name in self.elements:
-            return self.elements[name].cls.OUTPUTS[out]
+            return self.elements[name].outputs[out]
         return "out"
 
     def rx_ports(self) -> list[PortDecl]:
@@ -625,7 +634,7 @@ class _FileLoader:
             return 0
         if decl.cls is None:
             return None
-        outs = tuple(decl.cls.OUTPUTS)
+        outs = decl.outputs
         if not outs:
             self.issue(at(item.at), f"links[{i}]: {decl.what} has no outputs; "
                                     f"it can only end a chain")
@@ -658,7 +667,7 @@ class _FileLoader:
             if isinstance(src, PortDecl):
                 what = src.what
             else:
-                what = f"output '{src.cls.OUTPUTS[out]}' of {src.what}"
+                what = f"output '{src.outputs[out]}' of {src.what}"
             self.issue(src_loc, f"links[{i}]: {what} is already wired to '{prev.dst}' at "
                                 f"{prev.loc}; use a tee to send packets to both")
             return
@@ -760,7 +769,7 @@ class _FileLoader:
                 continue
             if name not in self.fed:
                 self.issue(el.loc, f"{el.what} receives no packets: no link leads into it")
-            for k, out in enumerate(el.cls.OUTPUTS):
+            for k, out in enumerate(el.outputs):
                 if (name, k) not in self.outs_used:
                     self.issue(el.loc, f"output '{out}' of {el.what} is not connected; "
                                        f"wire it to 'drop' to discard")

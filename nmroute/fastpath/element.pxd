@@ -17,6 +17,7 @@ cdef class Element:
     """
     cdef readonly str name
     cdef readonly dict params
+    cdef readonly tuple output_names   # OUTPUTS, or outputs(params)
     # Element-specific counters (COUNTERS), in shared memory once running.
     cdef uint64_t* stats
     cdef uint64_t* _own_stats

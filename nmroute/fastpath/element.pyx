@@ -14,6 +14,7 @@ cdef class Element:
     def __init__(self, str name, dict params=None):
         self.name = name
         self.params = dict(params or {})
+        self.output_names = tuple(type(self).outputs(self.params))
         self.configure(**self.params)
 
     def __cinit__(self, *args, **kwargs):
@@ -48,6 +49,13 @@ cdef class Element:
     def check(cls, params):
         """Cross-parameter checks: a list of messages, empty when fine."""
         return []
+
+    @classmethod
+    def outputs(cls, params):
+        """Output names. An element whose outputs depend on its params (one
+        per rule, N for a balancer) overrides this; OUTPUTS is then what the
+        reference shows."""
+        return cls.OUTPUTS
 
     @classmethod
     def files(cls, params):
