@@ -77,28 +77,25 @@ def cmd_run(args) -> int:
     return errors.OK
 
 
-def cmd_check(args) -> int:
-    from nmroute.config.graph import format_graph
+def _print_each(args, render) -> int:
     from nmroute.config.yamlloc import ConfigError
     try:
         pipelines = _load(args.files)
     except ConfigError as e:
         return errors.fail(str(e), errors.BAD_CONFIG)
     for p in pipelines:
-        print(format_graph(p))
+        print(render(p))
     return errors.OK
+
+
+def cmd_check(args) -> int:
+    from nmroute.config.graph import format_graph
+    return _print_each(args, format_graph)
 
 
 def cmd_graph(args) -> int:
     from nmroute.config.graph import to_dot
-    from nmroute.config.yamlloc import ConfigError
-    try:
-        pipelines = _load(args.files)
-    except ConfigError as e:
-        return errors.fail(str(e), errors.BAD_CONFIG)
-    for p in pipelines:
-        print(to_dot(p))
-    return errors.OK
+    return _print_each(args, to_dot)
 
 
 def cmd_elements(args) -> int:
