@@ -194,6 +194,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--case", metavar="TEXT",
                    help="besides the null pipeline, only the extra cases whose name has TEXT")
     p.set_defaults(fn=cmd_bench)
+
+    from nmroute import userelements
+    userelements.add_parser(sub)
     return ap
 
 

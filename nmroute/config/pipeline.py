@@ -525,11 +525,8 @@ class _FileLoader:
             self.issue(loc, f"element '{name}': expected a type like 'counter' or a mapping "
                             f"with 'type', got {_got(value)}")
             return
-        types = registry.element_types()
-        cls = types.get(type_name) if isinstance(type_name, str) else None
+        cls = self._element_type(name, type_name, type_loc)
         if cls is None:
-            self.issue(type_loc, f"element '{name}': unknown element type {type_name!r}"
-                                 f"{did_you_mean(str(type_name), types)}")
             return
         decl.cls = cls
         params = self._convert(decl.what, cls, raw, loc)
@@ -539,6 +536,26 @@ class _FileLoader:
         self.params_ok.add(name)
         for msg in cls.check(params) if hasattr(cls, "check") else ():
             self.issue(loc, f"{decl.what}: {msg}")
+
+    def _element_type(self, name: str, type_name: Any, type_loc: Loc):
+        """The class `type:` names: a built-in TYPE, or a user's element by
+        import path 'package.module:Class' (see nmroute.userelements), which
+        is imported (and a .pyx built) here, before any port opens."""
+        if isinstance(type_name, str) and ":" in type_name:
+            from nmroute.userelements import UserElementError, resolve
+            try:
+                return resolve(type_name, self.path)
+            except UserElementError as e:
+                self.issue(type_loc, f"element '{name}': {e}")
+                return None
+        types = registry.element_types()
+        cls = types.get(type_name) if isinstance(type_name, str) else None
+        if cls is None:
+            hint = did_you_mean(str(type_name), types)
+            if not hint and isinstance(type_name, str) and "." in type_name:
+                hint = "; a user's element is named by import path 'package.module:Class'"
+            self.issue(type_loc, f"element '{name}': unknown element type {type_name!r}{hint}")
+        return cls
 
     def _builtin(self, name: str, loc: Loc):
         """The implicit `sink` port or `drop` element, made on first use."""

@@ -1,0 +1,1 @@
+"""Benchmark cases for `nmroute bench` (see README.md here)."""

@@ -1,0 +1,1 @@
+"""Example user elements for pipelines/user/*.yaml (see ../README.md)."""
