@@ -441,7 +441,7 @@ def test_element_docstring_has_every_section(type_name):
         assert re.search(rf"\b{re.escape(counter)}\b", s["Counters"]), (type_name, counter)
     reasons = set(reason_names().values())
     for line in s["Drops"].splitlines():
-        m = re.match(r"([\w-]+):", line)
+        m = re.match(r"([\w-]+(?::[\w-]+)?):\s", line)
         if m:
             assert m.group(1) in reasons, (type_name, line)
 
