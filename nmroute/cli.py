@@ -196,6 +196,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_bench)
 
     from nmroute import userelements
+    from nmroute.tools import bridge
+    bridge.add_parser(sub)
     userelements.add_parser(sub)
     return ap
 

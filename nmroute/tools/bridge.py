@@ -1,0 +1,215 @@
+"""`nmroute bridge`: netmap's bridge.c on any two ports.
+
+    nmroute bridge -i packet:veth-a -i packet:veth-b     two ports, both ways
+    nmroute bridge -i packet:eth0                         eth0 and its host side (host:eth0)
+
+Everything read on one port is sent on the other, both ways, unchanged, as
+fast as the ports take it. Both ports sit on the process's one buffer pool,
+so a frame moves from one ring to the other by swapping buffer indexes (the
+copies left are those a backend makes between the kernel's ring and the pool).
+
+It is a pipeline like any other, built in memory: two ports and the chains
+`a -> b` and `b -> a`, run by nmroute.runtime.Runtime. Counters per
+direction are printed at exit, and every second with -v. SIGINT/SIGTERM stop
+it; frames still queued then are counted as shutdown drops.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+import structlog
+
+from nmroute import errors
+
+log = structlog.get_logger("nmroute")
+
+# A port alone is bridged with its host side (netmap: `-i netmap:eth0` alone
+# means eth0 and eth0^). These schemes name an interface that has one.
+_HAS_HOST = ("packet", "xdp", "netmap")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add `bridge` to an argparse subparsers object (cli.py calls this)."""
+    p = sub.add_parser("bridge", help="forward everything between two ports, both ways "
+                                      "(netmap's bridge)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _arguments(p)
+    p.set_defaults(fn=main)
+    return p
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", dest="ports", action="append", metavar="PORT", required=True,
+                   help="a port (give -i twice; once: the port and its host side)")
+    p.add_argument("-b", dest="batch", type=_int_range(1, 256), default=256, metavar="BATCH",
+                   help="frames moved per batch, 1..256 (default 256)")
+    p.add_argument("-w", dest="wait", type=_int_range(0, 3600), default=0, metavar="WAIT",
+                   help="seconds to wait for the links after opening (default 0)")
+    p.add_argument("-v", dest="every_second", action="store_true",
+                   help="print the counters of each direction every second")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+
+
+def _int_range(lo, hi):
+    def conv(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected {lo}..{hi}, got {v}")
+        return v
+    return conv
+
+
+class BridgeError(Exception):
+    """A port name that does not make a bridge; str() is one line."""
+
+
+def port_pair(names: list[str]) -> list[str]:
+    """The two port names bridged: as given, or one port and its host side."""
+    from nmroute.config.portname import parse_port_name
+    from nmroute.config.params import ParamError
+    if len(names) == 2:
+        return list(names)
+    if len(names) != 1:
+        raise BridgeError(f"give one or two ports with -i, got {len(names)}")
+    try:
+        scheme, params = parse_port_name(names[0])
+    except ParamError as e:
+        raise BridgeError(f"{names[0]}: {e}") from None
+    if scheme not in _HAS_HOST:
+        raise BridgeError(f"{names[0]}: a single port is bridged with its host side, which "
+                          f"only {', '.join(s + ':IFACE' for s in _HAS_HOST)} have; give two ports")
+    iface = next(iter(params.values()), "")
+    return [names[0], f"host:{iface}"]
+
+
+def _port_decl(key: str, text: str):
+    """A PortDecl for `text`, params converted and checked as the loader does."""
+    from nmroute.config.params import ParamError
+    from nmroute.config.pipeline import PortDecl
+    from nmroute.config.portname import split_port_name
+    try:
+        scheme, cls, items = split_port_name(text)
+    except ParamError as e:
+        raise BridgeError(f"{text}: {e}") from None
+    spec = {p.name: p for p in cls.PARAMS}
+    params = {}
+    for k, value, _at in items:
+        if k not in spec:
+            raise BridgeError(f"{text}: unknown param '{k}'")
+        try:
+            params[k] = spec[k].convert(value)
+        except ParamError as e:
+            raise BridgeError(f"{text}: {k}: {e}") from None
+    for p in cls.PARAMS:
+        if p.name not in params:
+            if p.required:
+                arg = f" (write '{scheme}:{cls.ARG.upper()}')" if p.name == cls.ARG else ""
+                raise BridgeError(f"{text}: missing required param '{p.name}'{arg}")
+            params[p.name] = p.default_value()
+    if not {"rx", "tx"} <= set(cls.DIRECTIONS):
+        raise BridgeError(f"{text}: a {scheme} port cannot be both read and written")
+    problems = cls.check(params, True, True) if hasattr(cls, "check") else []
+    if problems:
+        raise BridgeError(f"{text}: {problems[0]}")
+    return PortDecl(key, text, cls, params, rx=True, tx=True)
+
+
+def build_pipeline(names: list[str], batch: int = 256):
+    """The bridge as a pipeline model: ports a and b, chains a -> b and b -> a."""
+    from nmroute.config.pipeline import SETTINGS, Link, Pipeline
+    a, b = port_pair(names)
+    if a == b:
+        raise BridgeError(f"{a}: the two ports are the same")
+    settings = {p.name: p.default_value() for p in SETTINGS}
+    settings["batch"] = batch
+    # Ports are named by their port names, so errors and counters say which.
+    ports = {a: _port_decl(a, a), b: _port_decl(b, b)}
+    links = [Link(a, 0, b), Link(b, 0, a)]
+    return Pipeline("bridge", "<bridge>", settings, ports, {}, links)
+
+
+def direction_lines(snap, prev, dt, a, b) -> list[str]:
+    """One line per direction: frames and bytes moved, rate over dt, drops."""
+    lines = []
+    for src, dst in ((a, b), (b, a)):
+        s, d = snap["ports"][src], snap["ports"][dst]
+        p = prev["ports"][dst] if prev else {"tx": 0, "tx_bytes": 0}
+        rate = ""
+        if dt:
+            rate = (f"  {(d['tx'] - p['tx']) / dt / 1e6:8.3f} Mpps"
+                    f"  {8 * (d['tx_bytes'] - p['tx_bytes']) / dt / 1e9:7.3f} Gbit/s")
+        drops = {**{f"{src}:{k}": v for k, v in s["drops"].items() if v and k != "tx-full"},
+                 **{f"{dst}:{k}": v for k, v in d["drops"].items() if v}}
+        drop_text = ", ".join(f"{k}={v}" for k, v in drops.items()) or "0"
+        lines.append(f"{src} -> {dst}: rx {s['rx']} tx {d['tx']} "
+                     f"({d['tx_bytes']} bytes){rate}  drops {drop_text}")
+    return lines
+
+
+def main(args) -> int:
+    from nmroute.fastpath.ports.port import PortError
+    from nmroute.runtime import Runtime, RunError, check_accounting
+
+    try:
+        pipeline = build_pipeline(args.ports, args.batch)
+    except BridgeError as e:
+        return errors.fail(str(e), errors.BAD_CONFIG)
+    a, b = pipeline.ports
+    rt = Runtime([pipeline])
+    try:
+        rt.build()
+    except (PortError, RunError) as e:
+        return errors.fail(str(e), errors.NO_PORT)
+
+    def on_signal(signum, frame):
+        rt.stop(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    prev = {"snap": None, "t": 0.0}
+
+    def on_stats(snap, t):
+        for line in direction_lines(snap, prev["snap"], t - prev["t"], a, b):
+            print(line, flush=True)
+        prev["snap"], prev["t"] = snap, t
+
+    try:
+        if args.wait:
+            log.info("waiting for the links", seconds=args.wait)
+            time.sleep(args.wait)
+        log.info("bridging", a=a, b=b, batch=args.batch,
+                 zero_copy=all(p.tx_ring.pool is rt.pool for p in rt.ports.values()))
+        print(f"bridging {a} <-> {b}", flush=True)
+        elapsed = rt.run(args.duration, 1.0 if args.every_second else None, on_stats)
+    finally:
+        snap = rt.finish()
+        for s, h in old.items():
+            signal.signal(s, h)
+    print(f"after {elapsed:.1f} s:")
+    for line in direction_lines(snap, None, 0, a, b):
+        print(f"  {line}")
+    acc = check_accounting(snap, {})
+    if not acc.ok:
+        log.error("accounting failed: packets unaccounted for", problems=acc.problems)
+        return errors.FAILED
+    return errors.OK
+
+
+def _standalone(argv=None) -> int:
+    """`python -m nmroute.tools.bridge ...`: the subcommand without cli.py."""
+    from nmroute import logs
+    ap = argparse.ArgumentParser(prog="nmroute bridge", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    _arguments(ap)
+    args = ap.parse_args(argv)
+    logs.setup(json=False, verbose=False)
+    return main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(_standalone())
