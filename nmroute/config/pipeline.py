@@ -651,6 +651,11 @@ class _FileLoader:
             return 0
         if decl.cls is None:
             return None
+        if decl.name not in self.params_ok and getattr(decl.cls, "outputs", None):
+            # Its outputs come from params that did not convert (reported
+            # already): naming one of them is no second error.
+            self.incomplete = True
+            return None
         outs = decl.outputs
         if not outs:
             self.issue(at(item.at), f"links[{i}]: {decl.what} has no outputs; "
