@@ -468,7 +468,7 @@ def test_python_element_exceptions_are_counted_and_drop_their_batch(tmp_path):
     assert frames_out(tmp_path, "other.pcap") == [f for c in ok_other for f in batch[c]]
     assert frames_out(tmp_path, "out.pcap") == batch[5]
     assert counter(r.out, "f", "errors") == len(failed)
-    assert r.stats["elements"]["f"]["drops"] == {"bad-output": 8 * len(failed)}
+    assert r.stats["elements"]["f"]["drops"] == {"element-error": 8 * len(failed)}
     warnings = [ln for ln in r.err.splitlines() if "process_batch() failed" in ln]
     assert len(warnings) == 1, "logged at most once a second"
     assert "RuntimeError: call 3 failed" in warnings[0] and "err_elems.py:" in warnings[0]
@@ -509,7 +509,7 @@ def test_an_unknown_drop_reason_is_an_error_of_the_batch(tmp_path):
         elements: {w: "why_elems:Why"}
         links: [in -> w -> out]
         """)
-    assert r.stats["elements"]["w"]["drops"] == {"bad-output": 5}
+    assert r.stats["elements"]["w"]["drops"] == {"element-error": 5}
     assert "unknown drop reason 'denyed' (did you mean 'denied'?)" in r.err
 
 

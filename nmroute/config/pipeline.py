@@ -195,6 +195,12 @@ class Pipeline:
         return [p for p in self.ports.values() if p.tx]
 
 
+def _outputs_from_params(cls) -> bool:
+    """Does the class derive its outputs from its params (outputs() of its own)?"""
+    return any("outputs" in vars(c) for c in cls.__mro__
+               if c.__module__ != "nmroute.fastpath.element")
+
+
 # --- chains -------------------------------------------------------------------
 
 _NAME_TOKEN = re.compile(r"[A-Za-z_](?:[A-Za-z0-9_.]|-(?!>))*")  # '-' but not '->'
@@ -651,7 +657,7 @@ class _FileLoader:
             return 0
         if decl.cls is None:
             return None
-        if decl.name not in self.params_ok and getattr(decl.cls, "outputs", None):
+        if decl.name not in self.params_ok and _outputs_from_params(decl.cls):
             # Its outputs come from params that did not convert (reported
             # already): naming one of them is no second error.
             self.incomplete = True

@@ -44,10 +44,12 @@ ctypedef struct Desc:
     uint32_t user        # free for an element's own use along a path
 
 
-# A batch is a view: `n` descriptors starting at `d`.
+# A batch is a view: `n` descriptors starting at `d`, whose frames sit in
+# buffers of `buf_size` bytes (an element that grows a frame checks it).
 ctypedef struct Batch:
     Desc* d
     uint32_t n
+    uint32_t buf_size
 
 
 cdef inline void drop_pkt(Desc* p, uint16_t reason) noexcept nogil:

@@ -33,6 +33,7 @@ cpdef enum DropReason:
     DROP_SAMPLED_OUT = 26      # not picked by `sample`
     DROP_SAME_PORT = 27        # an L2 switch never sends back out the input port
     DROP_FRAGMENT = 28         # a non-first fragment where L4 headers are needed
+    DROP_ELEMENT_ERROR = 29    # an element's own code failed (a Python element raised)
 
 # Counter slots reserved per element and per port; reasons must stay below it.
 cdef enum:

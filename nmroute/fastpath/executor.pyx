@@ -192,6 +192,7 @@ cdef class Executor:
         for k in range(<uint32_t>node.n_out):
             sub.d = node.scratch + pos
             sub.n = cnt[k] - pos
+            sub.buf_size = b.buf_size
             pos = cnt[k]
             self.push(node.out[k], &sub)
 
@@ -222,6 +223,7 @@ cdef class Executor:
             node.ctr[E_OUT + k] += m
             sub.d = node.scratch + k * BATCH_MAX
             sub.n = m
+            sub.buf_size = b.buf_size
             self.push(node.out[k], &sub)
         if node.n_out > 0:
             node.ctr[E_OUT] += b.n
@@ -328,6 +330,7 @@ cdef class Executor:
         ctr[P_RX_BYTES] += nbytes
         b.d = self.descs
         b.n = n
+        b.buf_size = ring.buf_size
         self.push(inp.first, &b)
         ring.head = h
         ring.cur = h

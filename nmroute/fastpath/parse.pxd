@@ -140,10 +140,7 @@ cdef inline int parse_ipv6(Desc* p, uint32_t off) noexcept nogil:
     return DROP_MALFORMED_IPV6          # a chain longer than we follow
 
 
-cdef inline int parse(Desc* p) noexcept nogil:
-    """Parse p's headers into its descriptor. Returns 0, or a DropReason
-    (malformed:eth/vlan/arp/ipv4/ipv6/l4) for a frame that lies about its
-    lengths. Frames of other ethertypes parse to their L2 header only."""
+cdef inline int parse_frame(Desc* p) noexcept nogil:
     cdef const uint8_t* d = p.data
     cdef uint32_t off = ETH_HLEN
     cdef uint16_t et, tci
@@ -181,6 +178,18 @@ cdef inline int parse(Desc* p) noexcept nogil:
         p.l3_off = <uint16_t>off
         p.pflags |= PF_ARP
     return 0
+
+
+cdef inline int parse(Desc* p) noexcept nogil:
+    """Parse p's headers into its descriptor. Returns 0, or a DropReason
+    (malformed:eth/vlan/arp/ipv4/ipv6/l4) for a frame that lies about its
+    lengths; such a frame is left unparsed (pflags 0), so that a later
+    ensure_parsed() gives the same reason. Frames of other ethertypes parse
+    to their L2 header only."""
+    cdef int r = parse_frame(p)
+    if r:
+        p.pflags = 0
+    return r
 
 
 cdef inline int ensure_parsed(Desc* p) noexcept nogil:

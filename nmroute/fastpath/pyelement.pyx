@@ -51,17 +51,15 @@ from libc.stdint cimport uint32_t
 from libc.string cimport memset
 
 from nmroute.fastpath.batch cimport Batch, Desc, OUT_DROP, drop_pkt
-from nmroute.fastpath.drops cimport DROP_BAD_OUTPUT, DROP_DROP
+from nmroute.fastpath.drops cimport DROP_DROP, DROP_ELEMENT_ERROR
 from nmroute.fastpath.element cimport PER_PACKET
 
 from nmroute.fastpath.drops import reason_names
 
 log = structlog.get_logger("nmroute")
 
-# The reason a failed batch's packets are dropped under. drops.pxd has no
-# reason for "the element's own code failed"; bad-output ("an element chose an
-# output it does not have (its bug)") is the nearest. See the module docstring.
-ERROR_REASON = DROP_BAD_OUTPUT
+# The reason a failed batch's packets are dropped under.
+ERROR_REASON = DROP_ELEMENT_ERROR
 
 _REASONS = {name: code for code, name in reason_names().items() if code}
 _ERROR_NAME = reason_names()[ERROR_REASON]
@@ -186,7 +184,7 @@ cdef class PyElement(Element):
     Counters:
         errors: batches whose process_batch() raised or returned a bad value
     Drops:
-        what process_batch chooses; bad-output for every packet of a batch
+        what process_batch chooses; element-error for every packet of a batch
         whose process_batch() failed
     """
     TYPE = None                # a subclass may name itself; else its import path

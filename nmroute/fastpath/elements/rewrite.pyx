@@ -17,7 +17,6 @@ from nmroute.fastpath.parse cimport (
 
 cdef enum:
     # The pool's buffer size is not in Desc: a VLAN push assumes the default.
-    BUF_SIZE = 2048
     VLAN_NONE = 0
     VLAN_PUSH = 1
     VLAN_POP = 2
@@ -138,14 +137,14 @@ cdef inline void shift_offsets(Desc* p, int by) noexcept nogil:
     p.len = <uint16_t>(p.len + by)
 
 
-cdef inline int do_vlan(const RwState* st, Desc* p) noexcept nogil:
+cdef inline int do_vlan(const RwState* st, Desc* p, uint32_t buf_size) noexcept nogil:
     """The VLAN operation; returns 0 or a drop reason."""
     cdef uint8_t* d = p.data
     cdef uint16_t tci
     if st.vlan_op == VLAN_PUSH:
         if p.n_vlan >= 2:
             return DROP_MALFORMED_VLAN       # would make a third tag
-        if <uint32_t>p.len + 4 > BUF_SIZE:
+        if <uint32_t>p.len + 4 > buf_size:
             return DROP_OVERSIZE
         memmove(d + 16, d + 12, p.len - 12)
         tci = st.vid | ((st.pcp if st.pcp >= 0 else 0) << 13)
@@ -177,7 +176,7 @@ cdef inline int do_vlan(const RwState* st, Desc* p) noexcept nogil:
     return 0
 
 
-cdef inline int rewrite_one(const RwState* st, Desc* p) noexcept nogil:
+cdef inline int rewrite_one(const RwState* st, Desc* p, uint32_t buf_size) noexcept nogil:
     """Rewrite one packet: returns 0 (out), OUT_EXPIRED, or -reason."""
     cdef int r = ensure_parsed(p)
     cdef uint8_t* d
@@ -201,7 +200,7 @@ cdef inline int rewrite_one(const RwState* st, Desc* p) noexcept nogil:
     if st.eth_src:
         memcpy(d + 6, st.src_mac, 6)
     if st.vlan_op != VLAN_NONE or st.pcp >= 0:
-        r = do_vlan(st, p)
+        r = do_vlan(st, p, buf_size)
         if r:
             return -r
     if not (v4 or v6):
@@ -391,7 +390,7 @@ cdef class Rewrite(Element):
         cdef uint64_t* stats = self.stats
         for i in range(b.n):
             p = &b.d[i]
-            r = rewrite_one(st, p)
+            r = rewrite_one(st, p, b.buf_size)
             if r == 0:
                 p.out = 0
                 stats[0] += 1
