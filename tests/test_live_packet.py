@@ -22,8 +22,7 @@ A4, B4, A6, B6 = "198.18.0.1", "198.18.0.2", "2001:2::1", "2001:2::2"
 
 
 def bridge_cmd(*ports, extra=()):
-    # `python -m nmroute.tools.bridge` is `nmroute bridge` without cli.py.
-    args = [sys.executable, "-m", "nmroute.tools.bridge"]
+    args = [sys.executable, "-m", "nmroute.cli", "bridge"]
     for p in ports:
         args += ["-i", p]
     return [*args, *extra]
@@ -266,8 +265,6 @@ def test_vlan_tagged_frames_keep_their_tag():
 def test_cli_wires_bridge():
     from helpers import run_cli
     r = run_cli("bridge", "--help")
-    if r.code != 0 and "invalid choice" in r.err:
-        pytest.skip("cli.py does not wire `nmroute bridge` yet (nmroute.tools.bridge.add_parser)")
     assert r.code == 0 and "-i PORT" in r.out, str(r)
 
 
