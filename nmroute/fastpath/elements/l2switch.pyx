@@ -265,18 +265,26 @@ cdef class L2Switch(Element):
 
     cdef void sweep(self) noexcept nogil:
         """Remove expired entries among the next SWEEP slots (the whole
-        table when it is that small)."""
+        table when it is that small).
+
+        A removal may shift a later entry back into slot i: the slot is
+        then looked at again, and that second look does not count as one
+        of the SWEEP slots (else each such shift would leave the last slot
+        of the stretch unseen, and a small table would not be swept whole).
+        A shift moves an entry into slot i or a later one, never before i,
+        so no entry of the stretch is skipped; each extra look follows a
+        removal, so the loop ends."""
         cdef uint32_t n = SWEEP, i = self.cursor
         cdef Entry* t = self.table
         if n > self.mask + 1:
             n = self.mask + 1
         while n:
-            n -= 1
             if t[i].key != 0 and self.expired(&t[i]):
                 self.remove(i)          # may shift another entry into slot i
                 self.stats[C_AGED] += 1
                 if t[i].key != 0:
-                    continue
+                    continue            # look at slot i again
+            n -= 1
             i = (i + 1) & self.mask
         self.cursor = i
 
