@@ -101,6 +101,11 @@ class Runtime:
                 self.ports[name] = port
                 log.debug("port opened", port=name, spec=d.spec, rx=d.rx, tx=d.tx)
         self._join_pipes()
+        for p in self.pipelines:
+            ids = {d.name: self.ports[self.full(p, d.name)].port_id
+                   for d in p.ports.values() if d.rx}
+            for d in p.elements.values():
+                self.elements[self.full(p, d.name)].bind_ports(ids)
         self._wire()
 
     def _join_pipes(self):

@@ -605,6 +605,7 @@ class _FileLoader:
         self._check_ports()
         self._check_pipes_and_files()
         self._check_cycles()
+        self._check_port_refs()
         if not self.incomplete:
             self._check_completeness()
 
@@ -784,6 +785,20 @@ class _FileLoader:
         for name in self.elements:
             if name not in state:
                 visit(name)
+
+    def _check_port_refs(self) -> None:
+        """Input port names an element's params refer to (classify's in_port):
+        each must be a port this pipeline reads from."""
+        rx = sorted(n for n, p in self.ports.items() if p.rx)
+        for name, el in self.elements.items():
+            refs = getattr(el.cls, "port_refs", None)
+            if el.cls is None or refs is None or name not in self.params_ok:
+                continue
+            for where, port in refs(el.params):
+                if port not in rx:
+                    self.issue(self.value_locs.get(name, el.loc),
+                               f"{el.what}: {where}: '{port}' is not a port this pipeline "
+                               f"reads from{did_you_mean(port, rx)}")
 
     def _check_completeness(self) -> None:
         for name, port in self.ports.items():

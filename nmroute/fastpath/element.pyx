@@ -58,6 +58,16 @@ cdef class Element:
         return cls.OUTPUTS
 
     @classmethod
+    def port_refs(cls, params):
+        """[(where, port name)]: input ports named in params (e.g. a rule's
+        in_port), checked by the loader against the pipeline's rx ports."""
+        return []
+
+    def bind_ports(self, dict port_ids):
+        """Called once the ports are open, with {input port name: Desc.in_port
+        value} of the element's pipeline: turn names in params into indexes."""
+
+    @classmethod
     def files(cls, params):
         """[(path, 'read' or 'written')]: by default every InputPath and
         OutputPath param (see Port.files)."""
