@@ -13,7 +13,7 @@ from nmroute.fastpath.batch cimport (
     Batch, Desc, drop_pkt, PF_IPV4, PF_IPV6, PF_L4)
 from nmroute.fastpath.element cimport Element, PER_PACKET
 from nmroute.fastpath.parse cimport parse, rd16, rd32
-from nmroute.fastpath.bpf cimport BpfInsn, BpfProgram, bpf_run
+from nmroute.fastpath.bpf cimport BpfOp, BpfProgram, bpf_run
 
 from nmroute.fastpath.bpf import BpfError
 
@@ -64,7 +64,7 @@ cdef struct Rule:
     uint32_t src_mask[4]
     uint32_t dst[4]
     uint32_t dst_mask[4]
-    const BpfInsn* prog
+    const BpfOp* prog
 
 
 # --- rules as written -> rules as data ---------------------------------------------
@@ -309,6 +309,9 @@ cdef inline bint match(const Rule* r, Desc* p, uint64_t* runs) noexcept nogil:
     cdef const uint8_t* ip
     cdef const uint8_t* l4
     cdef bint v6
+    if need == M_EXPR:                 # the common expr-only rule: straight to BPF
+        runs[0] += 1
+        return bpf_run(r.prog, p.data, p.len, p.len) != 0
     if need & M_ETHERTYPE and p.ethertype != r.ethertype:
         return False
     if need & M_VLAN:
@@ -504,7 +507,7 @@ cdef class Classify(Element):
             need |= M_EXPR
             prog = BpfProgram.compile(r["expr"])
             self.progs.append(prog)
-            c.prog = prog.insns
+            c.prog = prog.ops
         c.need = need
 
     def __dealloc__(self):
