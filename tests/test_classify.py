@@ -231,8 +231,8 @@ def check_errors(tmp_path, rules_yaml, extra=""):
      "0-4095, within 0..4095, got 4096"),
     ("{output: a, dprot: 80}", "80", "rules[1].dprot: unknown field 'dprot' "
      "(did you mean 'dport'?)"),
-    ("{output: a, in_port: eth0}", "eth0", "rules[1].in_port: in_port is not supported: port "
-     "indexes are not known when classify is configured"),
+    ("{output: a, in_port: [1]}", "[", "rules[1].in_port: expected an input port name like "
+     "'wan', or a list of them, got [1]"),
     ("{output: a, expr: 'tcp port 99999'}", "'", "rules[1].expr: libpcap rejects "
      "'tcp port 99999': illegal port number 99999 > 65535"),
     ("{output: a, expr: 'tcp and'}", "'", "rules[1].expr: libpcap rejects 'tcp and': "
@@ -788,3 +788,33 @@ def mutate(t):
 def test_random_frames_no_crash_exact_accounting(tmp_path_factory, frames, malformed):
     """Each frame on the output the reference picks, unchanged; drops by reason."""
     check_against_reference(tmp_path_factory.mktemp("fuzz"), frames, FUZZ_RULES, malformed)
+
+
+def test_in_port_matches_the_input_port_by_name(tmp_path):
+    """in_port names an input port of the pipeline; frames from it take the
+    rule's output, the others fall through."""
+    frames = [bytes(Ether() / IP(src="198.18.0.1", dst="198.19.0.1") / UDP(dport=53))] * 3
+    write_pcap_bytes(tmp_path / "a.pcap", [(i, f) for i, f in enumerate(frames)])
+    write_pcap_bytes(tmp_path / "b.pcap", [(i, f) for i, f in enumerate(frames[:2])])
+    r = run_pipeline(tmp_path, """
+        ports: {a: pcap:a.pcap, b: pcap:b.pcap, from_b: "pcap:from_b.pcap", rest: sink}
+        elements:
+          c:
+            type: classify
+            rules:
+              - {output: wan, in_port: b, proto: udp}
+        links: [a -> c, b -> c, "c [wan] -> from_b", "c [default] -> rest"]
+        """)
+    assert r.stats["elements"]["c"]["out"] == {"wan": 2, "default": 3}
+    assert [f for _, f in read_pcap(tmp_path / "from_b.pcap")] == frames[:2]
+
+
+def test_in_port_must_be_a_port_the_pipeline_reads(tmp_path):
+    r = run_pipeline(tmp_path, """
+        ports: {src: "gen:count=1", out: sink}
+        elements:
+          c: {type: classify, rules: [{output: x, in_port: scr}]}
+        links: [src -> c -> out, "c [x] -> drop"]
+        """, expect=BAD_CONFIG)
+    assert any("rules[0].in_port: 'scr' is not a port this pipeline reads from "
+               "(did you mean 'src'?)" in ln for ln in error_lines(r)), r.err

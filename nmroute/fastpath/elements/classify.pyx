@@ -32,6 +32,8 @@ cdef enum:
     M_FLAGS = 1 << 10
     M_DSCP = 1 << 11
     M_EXPR = 1 << 12
+    M_IN_PORT = 1 << 13
+    MAX_IN_PORTS = 64      # in_port matches the first 64 input ports
     P_TCP = 6
     P_UDP = 17
     P_SCTP = 132
@@ -65,12 +67,13 @@ cdef struct Rule:
     uint32_t dst[4]
     uint32_t dst_mask[4]
     const BpfOp* prog
+    uint64_t in_ports        # bit i: Desc.in_port i (set by bind_ports)
 
 
 # --- rules as written -> rules as data ---------------------------------------------
 
 FIELDS = ("ethertype", "vlan", "ip", "proto", "src", "dst", "sport", "dport", "tcp_flags",
-          "dscp", "expr")
+          "dscp", "expr", "in_port")
 RESERVED = ("malformed",)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 ETHERTYPES = {"ipv4": 0x0800, "ip": 0x0800, "ipv6": 0x86DD, "ip6": 0x86DD, "arp": 0x0806}
@@ -183,6 +186,15 @@ def _expr(v):
     return v
 
 
+def _in_port(v):
+    """An input port name, or a list of them."""
+    names = [v] if isinstance(v, str) else v
+    if not isinstance(names, (list, tuple)) or not names or not all(
+            isinstance(n, str) and _NAME.fullmatch(n) for n in names):
+        raise ParamError(f"expected an input port name like 'wan', or a list of them, got {v!r}")
+    return tuple(names)
+
+
 _CONVERT = {
     "ethertype": _ethertype,
     "vlan": Range(0, 4095, "a VLAN id").convert,
@@ -195,6 +207,7 @@ _CONVERT = {
     "tcp_flags": _flags,
     "dscp": _dscp,
     "expr": _expr,
+    "in_port": _in_port,
 }
 
 
@@ -266,9 +279,6 @@ def convert_rules(value):
                 rule[key] = v
                 continue
             if key not in _CONVERT:
-                if key == "in_port":
-                    raise _err("in_port is not supported: port indexes are not known when "
-                               "classify is configured", i, key)
                 raise _err(f"unknown field '{key}'{_field_hint(str(key))}", i, key)
             try:
                 rule[key] = _CONVERT[key](v)
@@ -312,6 +322,8 @@ cdef inline bint match(const Rule* r, Desc* p, uint64_t* runs) noexcept nogil:
     if need == M_EXPR:                 # the common expr-only rule: straight to BPF
         runs[0] += 1
         return bpf_run(r.prog, p.data, p.len, p.len) != 0
+    if need & M_IN_PORT and (p.in_port >= MAX_IN_PORTS or not (r.in_ports >> p.in_port) & 1):
+        return False
     if need & M_ETHERTYPE and p.ethertype != r.ethertype:
         return False
     if need & M_VLAN:
@@ -375,8 +387,9 @@ cdef class Classify(Element):
     compiled by libpcap at load and run as classic BPF by nmroute's own
     interpreter; `len` is the frame's length). Fields that need a header
     never match a packet without it (ports: a non-first fragment, ICMP).
-    A rule with no field matches every well-formed packet. in_port is not
-    supported: port indexes are not known when the element is configured.
+    A rule with no field matches every well-formed packet. in_port (an
+    input port's name, or a list of them) matches packets that entered the
+    pipeline through that port.
 
     A malformed frame (parse's reasons) is offered to the rules that have
     only `expr`, in order, since BPF needs no parse (so expr counts equal
@@ -422,6 +435,7 @@ cdef class Classify(Element):
     cdef uint16_t malformed_out      # NO_OUT: drop
     cdef bint any_expr_only
     cdef list progs                  # keeps the BPF programs alive
+    cdef list in_port_rules          # (rule index, port names)
 
     @classmethod
     def outputs(cls, params):
@@ -460,6 +474,7 @@ cdef class Classify(Element):
             raise MemoryError()
         self.n_rules = len(rules)
         self.progs = []
+        self.in_port_rules = []
         self.any_expr_only = False
         for i, r in enumerate(rules):
             self._compile(&self.rules[i], r, names.index(r["output"]))
@@ -503,12 +518,32 @@ cdef class Classify(Element):
         if "tcp_flags" in r:
             need |= M_IP | M_FLAGS
             c.flags_val, c.flags_mask = r["tcp_flags"]
+        if "in_port" in r:
+            need |= M_IN_PORT        # the port bits come in bind_ports()
+            self.in_port_rules.append((c - self.rules, r["in_port"]))
         if "expr" in r:
             need |= M_EXPR
             prog = BpfProgram.compile(r["expr"])
             self.progs.append(prog)
             c.prog = prog.ops
         c.need = need
+
+    @classmethod
+    def port_refs(cls, params):
+        return [(f"rules[{i}].in_port", name)
+                for i, r in enumerate(params.get("rules") or ())
+                for name in r.get("in_port", ())]
+
+    def bind_ports(self, dict port_ids):
+        cdef uint64_t bits
+        for i, names in self.in_port_rules:
+            bits = 0
+            for name in names:
+                if port_ids[name] >= MAX_IN_PORTS:
+                    raise ValueError(f"in_port '{name}': only the first {MAX_IN_PORTS} "
+                                     "input ports can be matched")
+                bits |= 1ULL << port_ids[name]
+            self.rules[i].in_ports = bits
 
     def __dealloc__(self):
         free(self.rules)
