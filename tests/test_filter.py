@@ -522,6 +522,54 @@ def test_many_prefix_lengths_against_reference():
         assert f.lookup(4, src, dst, 6, 1, 2) == ref.first_match(comp, fl)
 
 
+def test_proto_in_rules_not_keys_against_reference():
+    """Rules of one tuple that share addresses but differ in proto and ports
+    end up in one key (proto is checked per rule, in rule order); many keys
+    fill the IPv4 Bloom filter, and packets just outside them must miss."""
+    import ipaddress
+    rnd = random.Random(11)
+    protos = (None, "tcp", "udp", "icmp", 6, 17, 253)
+    rules = []
+    for i in range(600):
+        fam = rnd.choice((4, 4, 6))
+        a = v4_addr if fam == 4 else v6_addr
+        r = {"action": rnd.choice(("allow", "deny"))}
+        lens = (16, 24, 32) if fam == 4 else (48, 64, 128)
+        for k in ("src", "dst"):
+            if rnd.random() < (0.5 if i > 560 else 0.8):   # broad rules last
+                r[k] = f"{a(rnd)}/{rnd.choice(lens)}"
+        if "src" not in r and "dst" not in r and i <= 560:
+            r["dst"] = f"{a(rnd)}/{lens[-1]}"
+        p = rnd.choice(protos)
+        if p is not None:
+            r["proto"] = p
+        if p in (None, "tcp", "udp", 6, 17) and rnd.random() < 0.5:
+            lo = rnd.randint(0, 3)
+            r["dport"] = f"{lo}-{lo + rnd.randint(0, 2)}"
+        if "src" not in r and "dst" not in r and rnd.random() < 0.7:
+            r["family"] = f"ipv{fam}"
+        rules.append(r)
+    comp = ref.compile_rules(rules)
+    f = Filter("fw", {"rules": rules})
+    hits = set()
+    for _ in range(3000):
+        r = rnd.choice(rules)
+        fam = 6 if ":" in (r.get("src") or r.get("dst") or "") or r.get("family") == "ipv6" \
+            else 4
+        a = v4_addr if fam == 4 else v6_addr
+        src = _addr_in(rnd, r["src"]) if r.get("src") and rnd.random() < 0.9 else a(rnd)
+        dst = _addr_in(rnd, r["dst"]) if r.get("dst") and rnd.random() < 0.9 else a(rnd)
+        if rnd.random() < 0.2:      # one bit off: a near miss of the rule's key
+            dst = str(ipaddress.ip_address(dst) + 1)
+        proto = rnd.choice((1, 6, 17, 253, 58))
+        ports = (rnd.randint(0, 6), rnd.randint(0, 6)) if proto in (6, 17) else (None, None)
+        fl = (fam, ipaddress.ip_address(src), ipaddress.ip_address(dst), proto) + ports
+        want = ref.first_match(comp, fl)
+        assert f.lookup(fam, src, dst, proto, *ports) == want, (fl, want)
+        hits.add(want)
+    assert len(hits) > 80
+
+
 # --- fuzz: malformed frames ------------------------------------------------------------
 
 def _valid_frames():

@@ -33,6 +33,7 @@ cdef enum:
     P_ICMPV6 = 58
     P_SCTP = 132
 
+
 # Own counters, in COUNTERS order.
 cdef enum:
     C_ALLOWED = 0
@@ -55,6 +56,19 @@ cdef struct Rule:
     uint16_t dport_hi
     uint8_t allow
     uint8_t has_ports
+    uint8_t use_proto     # the rule names a proto: checked here, not in the tuple's key
+    uint8_t proto
+
+
+cdef struct RuleRef:      # a rule in a key's list: its index and all that is left to check
+    uint32_t idx
+    uint16_t sport_lo
+    uint16_t sport_hi
+    uint16_t dport_lo
+    uint16_t dport_hi
+    uint8_t proto
+    uint8_t any_proto     # 1: the rule names no proto
+    uint8_t any_ports     # 1: the rule names no port
 
 
 cdef struct Tuple:
@@ -64,7 +78,12 @@ cdef struct Tuple:
     uint64_t dm_lo
     uint32_t min_rule     # lowest rule index in the tuple (tuples sorted on it)
     uint32_t id
-    uint8_t use_proto
+    uint8_t fam6
+
+
+cdef struct Tuple4:       # an IPv4 tuple's Bloom filter check: 16 bytes, 4 a cache line
+    uint64_t m            # src mask << 32 | dst mask
+    uint64_t mult         # its own odd multiplier (bloom_hash)
 
 
 cdef struct Entry:        # one masked key of one tuple
@@ -73,9 +92,8 @@ cdef struct Entry:        # one masked key of one tuple
     uint64_t d_hi
     uint64_t d_lo
     uint32_t tid          # EMPTY: a free slot
-    uint32_t first        # its rules: rule_list[first:first + count], ascending
+    uint32_t first        # its rules: rule_list[first:first + count], ascending index
     uint32_t count
-    uint8_t proto
 
 
 cdef inline uint64_t key_hash(uint64_t a, uint64_t b, uint64_t c, uint64_t d,
@@ -98,6 +116,14 @@ cdef inline uint64_t key_hash3(uint64_t b, uint64_t d, uint64_t e) noexcept nogi
     h *= 0xc4ceb9fe1a85ec53ULL
     h ^= h >> 29
     return h
+
+
+cdef inline uint64_t bloom_hash(uint64_t x, uint64_t mult) noexcept nogil:
+    """The Bloom filter hash of an IPv4 key: x the masked src << 32 | dst,
+    mult the tuple's odd multiplier. Only the high bits are used: the top l
+    bits of x * mult are a universal hash (Dietzfelbinger's multiply-shift:
+    two distinct keys collide with probability at most 2 / 2**l)."""
+    return x * mult
 
 
 cdef inline uint64_t rd64(const uint8_t* p) noexcept nogil:
@@ -274,15 +300,21 @@ cdef class Filter(Element):
     first matching rule decides; no match: `default`.
 
     Lookup is tuple space search (Srinivasan et al., SIGCOMM '99): the rules
-    are grouped by (family, src prefix length, dst prefix length, proto
-    given or not); in each group ("tuple") the masked addresses and proto of
-    its rules are keys of one shared hash table (slots of 8 bytes: a
-    fingerprint and an entry index, so misses stay in cache), each key
-    holding its rules in ascending order. A packet probes the tuples in the order of their
-    lowest rule index and keeps the lowest matching rule index found; it
-    stops as soon as a tuple's lowest index cannot beat it, so first-match
-    order holds exactly. Ports are checked after the hash hit, against the
-    key's rules in order. This was chosen over a bit-vector scheme because
+    are grouped by (family, src prefix length, dst prefix length); in each
+    group ("tuple") the masked addresses of its rules are keys of one shared
+    hash table (slots of 8 bytes: a fingerprint and an entry index, so
+    misses stay in cache), each key holding its rules in ascending order.
+    A packet probes the tuples in the order of their lowest rule index and
+    keeps the lowest matching rule index found; it stops as soon as a
+    tuple's lowest index cannot beat it, so first-match order holds
+    exactly. Proto and ports are checked after the hash hit, against the
+    key's rules in order (proto is not part of the key: that halves the
+    tuples a miss probes). IPv4 tuples are first checked against one Bloom
+    filter of all IPv4 keys (64 bits a key, one bit each, hashed from the
+    masked src << 32 | dst with the tuple's own multiplier): a miss costs a
+    64-bit AND, a hash and one word read, without branching on the hash
+    table's probe sequence; about 1 in 64 misses goes on to the table.
+    This was chosen over a bit-vector scheme because
     its memory is linear in the rules and it builds in one pass; its cost is
     the number of distinct tuples probed (rules built from a few prefix
     lengths, as real ACLs are, make few tuples), not the number of rules.
@@ -391,7 +423,10 @@ cdef class Filter(Element):
     cdef Entry* entries           # one per (tuple, masked key)
     cdef uint64_t* slots          # hash table: fingerprint << 32 | entry + 1; 0 free
     cdef uint32_t tmask
-    cdef uint32_t* rule_list
+    cdef RuleRef* rule_list
+    cdef Tuple4* tup4             # the IPv4 tuples' Bloom checks, as tuples[:n_tup[0]]
+    cdef uint64_t* bloom          # one Bloom filter of the IPv4 keys: 64 bits, 1 set, a key
+    cdef uint32_t wshift          # 64 - log2(words in bloom)
     cdef uint8_t default_allow
     cdef uint8_t deny_out
     cdef uint8_t non_ip_allow
@@ -436,6 +471,8 @@ cdef class Filter(Element):
         free(self.entries)
         free(self.slots)
         free(self.rule_list)
+        free(self.tup4)
+        free(self.bloom)
         free(self.buckets)
 
     def configure(self, rules=(), default="deny", deny="drop", non_ip="deny", sanity=False,
@@ -495,25 +532,28 @@ cdef class Filter(Element):
         cdef uint32_t i, j, k, n = len(rules), n_e
         cdef uint64_t h
         cdef Entry* e
+        cdef RuleRef* rr
+        cdef Rule* rl
         self.n_rules = n
         self.rules = <Rule*>calloc(max(n, 1), sizeof(Rule))
         if self.rules == NULL:
             raise MemoryError()
-        # tuples[(fam, slen, dlen, use_proto)] -> {masked key: [rule indexes]}
+        # tuples[(fam, slen, dlen)] -> {masked key: [rule indexes]}
         tuples = {}
         for i, r in enumerate(rules):
             self.rules[i].allow = r["action"] == "allow"
             self.rules[i].has_ports = bool(r["sport"] or r["dport"])
+            self.rules[i].use_proto = r["proto"] is not None
+            self.rules[i].proto = r["proto"] or 0
             self.rules[i].sport_lo, self.rules[i].sport_hi = r["sport"] or (0, 65535)
             self.rules[i].dport_lo, self.rules[i].dport_hi = r["dport"] or (0, 65535)
             for fam in ((r["family"],) if r["family"] else (4, 6)):
                 s = r["src"] or (fam, 0, 0)
                 d = r["dst"] or (fam, 0, 0)
-                key_t = (fam, s[2], d[2], r["proto"] is not None)
+                key_t = (fam, s[2], d[2])
                 sm, dm = _mask(fam, s[2]), _mask(fam, d[2])
                 sa, da = _split(fam, s[1]), _split(fam, d[1])
-                key = (sa[0] & sm[0], sa[1] & sm[1], da[0] & dm[0], da[1] & dm[1],
-                       r["proto"] or 0)
+                key = (sa[0] & sm[0], sa[1] & sm[1], da[0] & dm[0], da[1] & dm[1])
                 tuples.setdefault(key_t, {}).setdefault(key, []).append(i)
         order = sorted(tuples.items(), key=lambda kv: (kv[0][0], min(min(v) for v in
                                                                      kv[1].values())))
@@ -525,7 +565,7 @@ cdef class Filter(Element):
             size <<= 1
         self.entries = <Entry*>calloc(max(n_keys, 1), sizeof(Entry))
         self.slots = <uint64_t*>calloc(size, sizeof(uint64_t))
-        self.rule_list = <uint32_t*>calloc(max(n, 1) * 2, sizeof(uint32_t))
+        self.rule_list = <RuleRef*>calloc(max(n, 1) * 2, sizeof(RuleRef))
         if (self.tuples == NULL or self.entries == NULL or self.slots == NULL
                 or self.rule_list == NULL):
             raise MemoryError()
@@ -534,7 +574,7 @@ cdef class Filter(Element):
         self.n_tup[0] = self.n_tup[1] = 0
         self.tup_off[0] = 0
         pos = 0
-        for j, ((fam, slen, dlen, use_proto), keys) in enumerate(order):
+        for j, ((fam, slen, dlen), keys) in enumerate(order):
             f = 0 if fam == 4 else 1
             if f == 1 and self.n_tup[1] == 0:
                 self.tup_off[1] = j
@@ -542,26 +582,59 @@ cdef class Filter(Element):
             t = &self.tuples[j]
             t.sm_hi, t.sm_lo = _mask(fam, slen)
             t.dm_hi, t.dm_lo = _mask(fam, dlen)
-            t.use_proto = use_proto
+            t.fam6 = f
             t.id = j
             t.min_rule = min(min(v) for v in keys.values())
             for key, idxs in keys.items():
-                h = key_hash(key[0], key[1], key[2], key[3], (<uint64_t>key[4] << 32) | j)
+                h = key_hash(key[0], key[1], key[2], key[3], j)
                 k = h & self.tmask
                 while self.slots[k] != 0:
                     k = (k + 1) & self.tmask
                 self.slots[k] = ((h >> 32) << 32) | (n_e + 1)
                 e = &self.entries[n_e]
                 n_e += 1
-                e.s_hi, e.s_lo, e.d_hi, e.d_lo, e.proto = key
+                e.s_hi, e.s_lo, e.d_hi, e.d_lo = key
                 e.tid = j
                 e.first = pos
                 e.count = len(idxs)
                 for i in sorted(idxs):
-                    self.rule_list[pos] = i
+                    rr = &self.rule_list[pos]
+                    rl = &self.rules[i]
+                    rr.idx = i
+                    rr.sport_lo, rr.sport_hi = rl.sport_lo, rl.sport_hi
+                    rr.dport_lo, rr.dport_hi = rl.dport_lo, rl.dport_hi
+                    rr.proto, rr.any_proto = rl.proto, not rl.use_proto
+                    rr.any_ports = not rl.has_ports
                     pos += 1
         if self.n_tup[1] == 0:
             self.tup_off[1] = n_tuples
+        self._build_bloom(order)
+
+    def _build_bloom(self, order):
+        """tup4 and the Bloom filter of the IPv4 tuples (the first n_tup[0] of order)."""
+        cdef uint32_t j, n4 = self.n_tup[0], words = 8, wbits = 3
+        cdef uint64_t h, x, mult
+        cdef Tuple4* t
+        n_keys = sum(len(keys) for _, keys in order[:n4])
+        while words < n_keys:           # 64 bits a key
+            words <<= 1
+            wbits += 1
+        self.tup4 = <Tuple4*>calloc(max(n4, 1), sizeof(Tuple4))
+        self.bloom = <uint64_t*>calloc(words, sizeof(uint64_t))
+        if self.tup4 == NULL or self.bloom == NULL:
+            raise MemoryError()
+        self.wshift = 64 - wbits
+        for j in range(n4):
+            (fam, slen, dlen), keys = order[j]
+            t = &self.tup4[j]
+            t.m = (_mask(4, slen)[1] << 32) | _mask(4, dlen)[1]
+            mult = 0x9e3779b97f4a7c15 * (j + 1) & 0xFFFFFFFFFFFFFFFF
+            mult = ((mult ^ (mult >> 31)) * 0xbf58476d1ce4e5b9 & 0xFFFFFFFFFFFFFFFF) | 1
+            t.mult = mult
+            for key in keys:
+                x = (<uint64_t>key[1] << 32) | <uint64_t>key[3]
+                h = bloom_hash(x, t.mult)
+                self.bloom[h >> self.wshift] |= 1ULL << ((h >> (self.wshift - 6)) & 63)
 
     def lookup(self, int fam, src, dst, int proto, sport=None, dport=None):
         """The index of the first rule matching these fields, or None (for tests)."""
@@ -574,55 +647,84 @@ cdef class Filter(Element):
 
     # --- per packet -------------------------------------------------------------
 
+    cdef inline uint32_t probe(self, Tuple* t, uint64_t ms_hi, uint64_t ms_lo, uint64_t md_hi,
+                               uint64_t md_lo, uint8_t proto, bint has_ports, uint16_t sport,
+                               uint16_t dport, uint32_t best) noexcept nogil:
+        """Look the masked key up in tuple t: the lowest index below best of
+        a rule of the key that matches the proto and ports, else best."""
+        cdef uint32_t k, j
+        cdef Entry* e
+        cdef const RuleRef* rr
+        cdef uint64_t h, v
+        if t.fam6:
+            h = key_hash(ms_hi, ms_lo, md_hi, md_lo, t.id)
+        else:
+            h = key_hash3(ms_lo, md_lo, t.id)
+        k = h & self.tmask
+        while True:
+            v = self.slots[k]
+            if v == 0:
+                return best
+            if (v >> 32) == (h >> 32):
+                e = &self.entries[<uint32_t>v - 1]
+                if (e.tid == t.id and e.s_lo == ms_lo and e.d_lo == md_lo
+                        and e.s_hi == ms_hi and e.d_hi == md_hi):
+                    for j in range(e.first, e.first + e.count):
+                        rr = &self.rule_list[j]
+                        if rr.idx >= best:
+                            break
+                        if not rr.any_proto and rr.proto != proto:
+                            continue
+                        if not rr.any_ports:
+                            if not has_ports:
+                                continue
+                            if (sport < rr.sport_lo or sport > rr.sport_hi
+                                    or dport < rr.dport_lo or dport > rr.dport_hi):
+                                continue
+                        return rr.idx
+                    return best
+            k = (k + 1) & self.tmask
+
     cdef uint32_t acl(self, int f, uint64_t s_hi, uint64_t s_lo, uint64_t d_hi, uint64_t d_lo,
                       uint8_t proto, bint has_ports, uint16_t sport,
                       uint16_t dport) noexcept nogil:
         """The lowest index of a rule that matches, or NO_RULE."""
-        cdef uint32_t best = NO_RULE, ti, k, j, r, end = self.tup_off[f] + self.n_tup[f]
+        cdef uint32_t best = NO_RULE, ti, end
         cdef Tuple* t
-        cdef Entry* e
-        cdef Rule* rl
-        cdef uint64_t ms_hi, ms_lo, md_hi, md_lo, h, v
-        cdef uint8_t pr
+        if f == 0:
+            return self.acl4(<uint32_t>s_lo, <uint32_t>d_lo, proto, has_ports, sport, dport)
+        end = self.tup_off[f] + self.n_tup[f]
         for ti in range(self.tup_off[f], end):
             t = &self.tuples[ti]
             if t.min_rule >= best:
                 break
-            ms_hi = s_hi & t.sm_hi
-            ms_lo = s_lo & t.sm_lo
-            md_hi = d_hi & t.dm_hi
-            md_lo = d_lo & t.dm_lo
-            pr = proto if t.use_proto else 0
-            if f == 0:
-                h = key_hash3(ms_lo, md_lo, (<uint64_t>pr << 32) | t.id)
-            else:
-                h = key_hash(ms_hi, ms_lo, md_hi, md_lo, (<uint64_t>pr << 32) | t.id)
-            k = h & self.tmask
-            while True:
-                v = self.slots[k]
-                if v == 0:
-                    break
-                if (v >> 32) != (h >> 32):
-                    k = (k + 1) & self.tmask
-                    continue
-                e = &self.entries[<uint32_t>v - 1]
-                if (e.tid == t.id and e.s_lo == ms_lo and e.d_lo == md_lo and e.proto == pr
-                        and e.s_hi == ms_hi and e.d_hi == md_hi):
-                    for j in range(e.first, e.first + e.count):
-                        r = self.rule_list[j]
-                        if r >= best:
-                            break
-                        rl = &self.rules[r]
-                        if rl.has_ports:
-                            if not has_ports:
-                                continue
-                            if (sport < rl.sport_lo or sport > rl.sport_hi
-                                    or dport < rl.dport_lo or dport > rl.dport_hi):
-                                continue
-                        best = r
-                        break
-                    break
-                k = (k + 1) & self.tmask
+            best = self.probe(t, s_hi & t.sm_hi, s_lo & t.sm_lo, d_hi & t.dm_hi, d_lo & t.dm_lo,
+                              proto, has_ports, sport, dport, best)
+        return best
+
+    cdef uint32_t acl4(self, uint32_t s, uint32_t d, uint8_t proto, bint has_ports,
+                       uint16_t sport, uint16_t dport) noexcept nogil:
+        """acl() for IPv4: each tuple is first checked against the Bloom
+        filter, with one 64-bit mask, a hash and one word read, and probed
+        only if the filter says its key may be there."""
+        cdef uint32_t best = NO_RULE, ti = 0, end = self.n_tup[0], nb
+        cdef uint64_t sd = (<uint64_t>s << 32) | d, x, h
+        cdef uint32_t wshift = self.wshift, bshift = self.wshift - 6
+        cdef const uint64_t* bloom = self.bloom
+        cdef const Tuple4* tup4 = self.tup4
+        cdef const Tuple4* t
+        while ti < end:
+            t = &tup4[ti]
+            x = sd & t.m
+            h = bloom_hash(x, t.mult)
+            if (bloom[h >> wshift] >> ((h >> bshift) & 63)) & 1:
+                nb = self.probe(&self.tuples[ti], 0, x >> 32, 0, x & 0xFFFFFFFFULL,
+                                proto, has_ports, sport, dport, best)
+                if nb != best:
+                    best = nb
+                    while end > ti + 1 and self.tuples[end - 1].min_rule >= best:
+                        end -= 1
+            ti += 1
         return best
 
     cdef int conn_find(self, uint8_t fam, uint8_t proto, uint64_t s_hi, uint64_t s_lo,
@@ -832,7 +934,11 @@ cdef class Filter(Element):
             if st == 1:
                 self.stats[C_ESTABLISHED] += 1
             else:
-                r = self.acl(f, s_hi, s_lo, d_hi, d_lo, proto, has_ports, sport, dport)
+                if f == 0:
+                    r = self.acl4(<uint32_t>s_lo, <uint32_t>d_lo, proto, has_ports, sport,
+                                  dport)
+                else:
+                    r = self.acl(f, s_hi, s_lo, d_hi, d_lo, proto, has_ports, sport, dport)
                 allow = self.rules[r].allow if r != NO_RULE else self.default_allow
                 if not allow:
                     n_deny += 1
