@@ -1,9 +1,10 @@
 """`nmroute bench`: the fast path's own benchmarks, printed in Mpps.
 
 Each case is a pipeline run in this process on one core; the figure is the
-median of --repeat runs of --packets frames, divided by the CPU time of the
-worker thread from the first batch to the last (set-up excluded): on a
-shared machine, wall time also counts the time other tenants had the core. Cases: gen -> sink (the null pipeline), one and
+median of --repeat runs of --packets frames, divided by the CPU time of
+the worker thread from the first batch to the last (set-up excluded): on
+a shared machine, wall time also counts the time other tenants had the
+core. Cases: gen -> sink (the null pipeline), one and
 eight trivial elements (counter) added, and a pcap file replay -> sink.
 """
 from __future__ import annotations

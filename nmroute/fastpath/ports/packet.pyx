@@ -22,7 +22,7 @@ from nmroute.fastpath.includes.if_packet cimport (
     TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST, TP_STATUS_WRONG_FORMAT, TPACKET3_DATA_OFF,
     sockaddr_ll, packet_mreq, tpacket_req3, tpacket3_hdr, tpacket_block_desc,
     tpacket_stats_v3, load_acquire, store_release)
-from nmroute.fastpath.ports.port cimport Port, P_RX, P_TX, P_TX_BYTES
+from nmroute.fastpath.ports.port cimport Port, P_RX
 from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, slot_buf
 
 import os
@@ -342,11 +342,7 @@ cdef class PacketPort(Port):
             i = ring_next(r, i)
         if n or self.kick_pending:
             self.kick()
-        r.hwcur = i
-        r.tail = (i - 1) & r.mask
-        self.ctr[P_TX] += n
-        self.ctr[P_TX_BYTES] += nbytes
-        return n
+        return self.tx_done(i, n, nbytes)
 
 
 cdef void complete_l4_csum(uint8_t* f, uint32_t n) noexcept nogil:

@@ -3,7 +3,7 @@ from nmroute.config.params import Param, Str, Choice, Int
 
 from nmroute.fastpath.drops cimport DROP_OVERSIZE, DROP_IO_ERROR
 from nmroute.fastpath.pcapfile cimport PcapReader, PcapWriter
-from nmroute.fastpath.ports.port cimport Port, P_RX, P_TX, P_TX_BYTES
+from nmroute.fastpath.ports.port cimport Port, P_RX
 from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, slot_buf
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -136,8 +136,4 @@ cdef class PcapPort(Port):
             else:
                 self.count_drop(DROP_IO_ERROR, 1)
             i = ring_next(r, i)
-        r.hwcur = i
-        r.tail = (i - 1) & r.mask
-        self.ctr[P_TX] += n
-        self.ctr[P_TX_BYTES] += nbytes
-        return n
+        return self.tx_done(i, n, nbytes)

@@ -3,7 +3,7 @@ from nmroute.config.params import Param, Str
 
 from libc.stdint cimport uint32_t, uint64_t
 
-from nmroute.fastpath.ports.port cimport Port, P_TX, P_TX_BYTES
+from nmroute.fastpath.ports.port cimport Port
 from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, NS_BUF_CHANGED
 
 
@@ -65,8 +65,4 @@ cdef class Pipe(Port):
             i = ring_next(r, i)
             t = ring_next(q, t)
         q.tail = t
-        r.hwcur = i
-        r.tail = (i - 1) & r.mask
-        self.ctr[P_TX] += n
-        self.ctr[P_TX_BYTES] += nbytes
-        return n
+        return self.tx_done(i, n, nbytes)

@@ -1,4 +1,4 @@
-from libc.stdint cimport uint16_t, uint64_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
 
 from nmroute.fastpath.ring cimport Ring, NmRing
 
@@ -37,3 +37,12 @@ cdef class Port:
 
     cdef inline void count_drop(self, int reason, uint64_t n) noexcept nogil:
         self.ctr[P_DROPS + reason] += n
+
+    cdef inline int tx_done(self, uint32_t upto, uint32_t n, uint64_t nbytes) noexcept nogil:
+        """txsync's end: the slots before `upto` go back to the user, and the
+        n frames (nbytes bytes) sent among them are counted. Returns n."""
+        self.tx.hwcur = upto
+        self.tx.tail = (upto - 1) & self.tx.mask
+        self.ctr[P_TX] += n
+        self.ctr[P_TX_BYTES] += nbytes
+        return n

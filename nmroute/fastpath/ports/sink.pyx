@@ -1,7 +1,7 @@
 """sink: counts what it is sent and releases it (netmap's pkt-gen -f rx, without a NIC)."""
 from libc.stdint cimport uint32_t, uint64_t
 
-from nmroute.fastpath.ports.port cimport Port, P_TX, P_TX_BYTES
+from nmroute.fastpath.ports.port cimport Port
 from nmroute.fastpath.ring cimport NmRing, ring_next
 
 
@@ -26,8 +26,4 @@ cdef class Sink(Port):
             nbytes += r.slots[i].len
             n += 1
             i = ring_next(r, i)
-        r.hwcur = i
-        r.tail = (i - 1) & r.mask
-        self.ctr[P_TX] += n
-        self.ctr[P_TX_BYTES] += nbytes
-        return n
+        return self.tx_done(i, n, nbytes)

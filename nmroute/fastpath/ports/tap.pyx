@@ -14,7 +14,7 @@ from nmroute.fastpath.includes.tun cimport (
     ioctl, ifreq, TUNSETIFF, IFF_TAP, IFF_NO_PI, IFF_UP, SIOCGIFFLAGS, SIOCSIFFLAGS,
     SIOCSIFMTU, SIOCSIFHWADDR, ARPHRD_ETHER, AF_INET, SOCK_DGRAM)
 from nmroute.fastpath.includes.sys cimport now_ns, CLOCK_REALTIME
-from nmroute.fastpath.ports.port cimport Port, P_TX, P_TX_BYTES
+from nmroute.fastpath.ports.port cimport Port
 from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, slot_buf
 
 import os
@@ -148,11 +148,7 @@ cdef class TapBase(Port):
                 n += 1
                 nbytes += s.len
             i = ring_next(r, i)
-        r.hwcur = i
-        r.tail = (i - 1) & r.mask
-        self.ctr[P_TX] += n
-        self.ctr[P_TX_BYTES] += nbytes
-        return n
+        return self.tx_done(i, n, nbytes)
 
 
 def _exists(str ifname):
