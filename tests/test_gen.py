@@ -254,3 +254,28 @@ def test_size_larger_than_a_buffer_cannot_open(tmp_path):
           - src -> sink
         """, expect=NO_PORT)
     assert r.err.strip() == "nmroute: src: size 3000 exceeds the buffer size 2048"
+
+
+def test_random_destinations_stay_in_their_range_and_spread(tmp_path):
+    """random: dst draws each destination in its range (pkt-gen's -Z); the
+    source still walks, and checksums stay right."""
+    run_pipeline(tmp_path, """
+        ports:
+          src: {port: gen, count: 2000, dst: 198.19.0.0/24, src: 198.18.0.1-198.18.0.4,
+                random: dst}
+          out: pcap:out.pcap
+        links: [src -> out]
+        """)
+    frames = [Ether(f) for f, _ in raw_records(tmp_path / "out.pcap")]
+    dsts = [int(ipaddress.ip_address(f[IP].dst)) for f in frames]
+    lo, hi = int(ipaddress.ip_address("198.19.0.1")), int(ipaddress.ip_address("198.19.0.254"))
+    assert all(lo <= d <= hi for d in dsts)
+    assert len(set(dsts)) > 200                       # 254 possible, 2000 draws
+    assert dsts[:20] != sorted(dsts[:20])
+    assert [f[IP].src for f in frames[:8]] == [f"198.18.0.{i}" for i in (1, 2, 3, 4)] * 2
+    for f in frames[:50]:
+        g = f[IP].copy()
+        del g.chksum
+        del g[UDP].chksum
+        g = IP(bytes(g))
+        assert (g.chksum, g[UDP].chksum) == (f[IP].chksum, f[UDP].chksum)

@@ -62,7 +62,9 @@ cdef class Gen(Port):
     with zero payload and correct checksums.
 
     Addresses and ports walk their ranges like an odometer: source port
-    fastest, then source address, destination port, destination address.
+    fastest, then source address, destination port, destination address;
+    with `random`, source and/or destination addresses are drawn at random
+    in their ranges instead.
     A size range gives uniformly random sizes. `count` frames are made (0:
     until stopped), at most `rate` per second (0: as fast as taken).
     Sizes are frame lengths without the 4-byte FCS (60 is a 64-byte frame).
@@ -89,6 +91,9 @@ cdef class Gen(Port):
         Param("dport", Range(0, 65535, "a port"), "destination port or range", "1234"),
         Param("src_mac", Mac(), "source MAC", "02:00:00:00:00:01"),
         Param("dst_mac", Mac(), "destination MAC", "02:00:00:00:00:02"),
+        Param("random", Choice("none", "src", "dst", "both"),
+              "addresses drawn at random in their ranges instead of walked "
+              "(pkt-gen's -z / -Z)", "none"),
     )
 
     cdef uint8_t* tmpl       # the frame at its largest, payload zero
@@ -100,6 +105,9 @@ cdef class Gen(Port):
     cdef uint32_t size_lo
     cdef uint32_t size_span
     cdef uint32_t rnd
+    cdef uint64_t rnd64
+    cdef bint rand_src
+    cdef bint rand_dst
     cdef uint64_t count
     cdef readonly uint64_t made
     cdef AddrIter src
@@ -154,6 +162,9 @@ cdef class Gen(Port):
         self.size_lo = size[0]
         self.size_span = size[1] - size[0] + 1
         self.rnd = 0x9E3779B9
+        self.rnd64 = 0x9E3779B97F4A7C15
+        self.rand_src = p.get("random", "none") in ("src", "both")
+        self.rand_dst = p.get("random", "none") in ("dst", "both")
         self.count = p.get("count", 0)
         self.rate = p.get("rate", 0)
         self._range(&self.src, src)
@@ -198,6 +209,13 @@ cdef class Gen(Port):
         self.ip_sum = 0 if self.v6 else sum16(self.tmpl + ETH_LEN, 20)
         self.l4_sum = sum16(self.tmpl + len(eth) + len(ip), len(l4)) + proto
 
+    cdef inline uint64_t _random(self) noexcept nogil:
+        """xorshift64: cheap, and uniform enough to spread addresses."""
+        self.rnd64 ^= self.rnd64 << 13
+        self.rnd64 ^= self.rnd64 >> 7
+        self.rnd64 ^= self.rnd64 << 17
+        return self.rnd64
+
     cdef inline uint64_t _next(self, AddrIter* it) noexcept nogil:
         """it's current offset; returns 1 when the range wrapped."""
         it.i += 1
@@ -214,6 +232,10 @@ cdef class Gen(Port):
         cdef uint64_t lo, hi
         cdef uint16_t v, sport, dport
         memcpy(f, self.tmpl, size)
+        if self.rand_src:
+            self.src.i = self._random() % self.src.n
+        if self.rand_dst:
+            self.dst.i = self._random() % self.dst.n
         if self.v6:
             l4 = l3 + 40
             l4len = size - l4
