@@ -57,3 +57,8 @@ def test_bench_prints_mpps_for_every_case():
         line = next(ln for ln in r.stdout.splitlines() if ln.startswith(case + " "))
         assert float(line.split()[-4]) > 0 and line.split()[-3] == "Mpps", line
     assert "cost of one element (8)" in r.stdout
+    # Every case, the extra ones in nmroute/benchcases included, must carry its
+    # traffic to its sink: a case that drops it all early measures too little
+    # (the router case once sent everything to the filter's deny output).
+    assert "reached out" not in r.stdout, r.stdout
+    assert "router:" in r.stdout
