@@ -36,8 +36,12 @@ def _modules(package):
     return [f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)]
 
 
-# Named in DESIGN.md, not built yet: the loader says so instead of "unknown".
-PLANNED_SCHEMES = ("netmap", "vale", "xdp")
+# Ports built only when their library was there at build time (setup.py's
+# OPTIONAL): where one is missing, the loader says why instead of "unknown".
+UNBUILT_REASONS = {
+    "xdp": "not built: libxdp-dev and libbpf-dev were missing when nmroute was built "
+           "(install them, then run ./bootstrap build)",
+}
 
 
 def _classes(modules, attr):

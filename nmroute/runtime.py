@@ -90,6 +90,8 @@ class Runtime:
         n_rings = sum(int(d.rx) + int(d.tx) for p in self.pipelines for d in p.ports.values())
         fan_copies = sum(len(d.outputs) - 1 for _, d in decls if d.cls.FANOUT)
         n_bufs = n_rings * ring_size + (fan_copies + 1) * BATCH_MAX
+        n_bufs += sum(d.cls.extra_buffers(d.params, p.settings["ring_size"], d.rx, d.tx)
+                      for p in self.pipelines for d in p.ports.values())
         self.pool = Pool(n_bufs, s["buffer_size"])
         for p in self.pipelines:
             for d in p.ports.values():

@@ -46,6 +46,8 @@ def test_model_is_two_chains():
 
 def test_one_port_is_bridged_with_its_host_side():
     assert bridge.port_pair(["packet:eth0"]) == ["packet:eth0", "host:eth0"]
+    assert bridge.port_pair(["xdp:eth0@1"]) == ["xdp:eth0@1", "host:eth0"]
+    assert bridge.port_pair(["netmap:eth0"]) == ["netmap:eth0", "netmap:eth0^"]
     assert bridge.port_pair(["packet:a", "packet:b"]) == ["packet:a", "packet:b"]
 
 

@@ -52,18 +52,21 @@ def split_port_name(text: str) -> tuple[str, type, list[tuple[str, str, int]]]:
     lead = len(text) - len(text.lstrip())
     s = text.strip()
     scheme, colon, rest = s.partition(":")
-    if _VALE.fullmatch(scheme):
+    vale = _VALE.fullmatch(scheme) is not None
+    if vale:
         scheme = "vale"
     kinds = registry.port_kinds()
     cls = kinds.get(scheme)
     if cls is None:
-        if scheme in registry.PLANNED_SCHEMES:
-            raise _error(f"port type '{scheme}' is not available in this build yet", lead)
+        if scheme in registry.UNBUILT_REASONS:
+            raise _error(f"port type '{scheme}' is {registry.UNBUILT_REASONS[scheme]}", lead)
         hint = (did_you_mean(scheme, kinds)
                 or " (a port is written SCHEME[:ARG], like 'pcap:in.pcap')")
         raise _error(f"unknown port type '{scheme}'{hint}", lead)
 
     base = lead + len(scheme) + len(colon)  # offset of `rest` in `text`
+    if vale:
+        rest, base = s, lead    # a VALE name keeps its switch: 'vale0:p1' whole
     if cls.ARG is not None:
         return scheme, cls, ([(cls.ARG, rest, base)] if rest else [])
 

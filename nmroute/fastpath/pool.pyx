@@ -20,15 +20,18 @@ cdef class Pool:
         self.buf_size = buf_size
         self.n_bufs = n_bufs
         self.size = <size_t>n_bufs * buf_size
+        self.region_size = self.size + 4096
         # memfd, so that another process can map the same buffers.
         self.fd = memfd_create(b"nmroute-pool", MFD_CLOEXEC)
-        if self.fd < 0 or ftruncate(self.fd, self.size) != 0:
+        if self.fd < 0 or ftruncate(self.fd, self.region_size) != 0:
             raise OSError(errno, f"cannot create a {self.size}-byte buffer pool: "
                           f"{os.strerror(errno)}")
-        cdef void* p = mmap(NULL, self.size, PROT_READ | PROT_WRITE, MAP_SHARED, self.fd, 0)
+        cdef void* p = mmap(NULL, self.region_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                            self.fd, 0)
         if p == MAP_FAILED:
             raise MemoryError(f"cannot map a {self.size}-byte buffer pool")
-        self.base = <uint8_t*>p
+        self.region = <uint8_t*>p
+        self.base = self.region + POOL_HEADROOM
         self.free_stack = <uint32_t*>malloc(n_bufs * sizeof(uint32_t))
         if self.free_stack == NULL:
             raise MemoryError()
@@ -39,11 +42,17 @@ cdef class Pool:
         self.n_free = n_bufs
 
     def __dealloc__(self):
-        if self.base != NULL:
-            munmap(self.base, self.size)
+        if self.region != NULL:
+            munmap(self.region, self.region_size)
         if self.fd >= 0:
             close(self.fd)
         free(self.free_stack)
+
+    def region_address(self):
+        """(address, bytes) of the mapped region whose chunk i (buf_size
+        bytes from address + i * buf_size) holds buffer i at offset
+        POOL_HEADROOM: what an AF_XDP UMEM is registered with."""
+        return <size_t>self.region, self.size
 
     def take(self):
         """A free buffer index (Python side, for setting up rings)."""

@@ -85,7 +85,10 @@ def port_pair(names: list[str]) -> list[str]:
         raise BridgeError(f"{names[0]}: a single port is bridged with its host side, which "
                           f"only {', '.join(s + ':IFACE' for s in _HAS_HOST)} have; give two ports")
     iface = next(iter(params.values()), "")
-    return [names[0], f"host:{iface}"]
+    if scheme == "netmap":
+        # netmap's own host rings, as bridge.c does.
+        return [names[0], f"netmap:{iface.rstrip('^*')}^"]
+    return [names[0], f"host:{iface.partition('@')[0]}"]   # xdp:IFACE@QUEUE
 
 
 def _port_decl(key: str, text: str):

@@ -47,6 +47,11 @@ cdef class Port:
         written by another."""
         return []
 
+    @classmethod
+    def extra_buffers(cls, params, uint32_t ring_size, bint rx, bint tx):
+        """Pool buffers the port takes at open() beyond one per ring slot."""
+        return 0
+
     def open(self, pool, uint32_t ring_size, bint rx, bint tx):
         """Create the rings the port is used with; a backend extends this and
         raises PortError(name, reason) when it cannot open."""

@@ -1,0 +1,547 @@
+# distutils: libraries = xdp bpf
+"""xdp:IFACE[@QUEUE] — one queue of an interface through AF_XDP (libxdp)."""
+from nmroute.config.params import Param, Str, Choice, Int
+
+cimport cython
+from libc.errno cimport errno, EPERM, EACCES, EBUSY, EEXIST, EINVAL, ENODEV, EOPNOTSUPP
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memmove, strlen, memset
+from posix.unistd cimport close as c_close
+
+from nmroute.fastpath.includes.if_packet cimport (
+    setsockopt, getsockopt, sendto, socklen_t, if_nametoindex, MSG_DONTWAIT)
+from nmroute.fastpath.includes.xsk cimport (
+    xdp_desc, xsk_ring_prod, xsk_ring_cons, xsk_umem, xsk_socket, xsk_umem_config,
+    xsk_socket_config, XDP_COPY, XDP_ZEROCOPY, XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE,
+    XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD, xsk_ring_prod__fill_addr, xsk_ring_cons__comp_addr,
+    xsk_ring_prod__tx_desc, xsk_ring_cons__rx_desc, xsk_prod_nb_free, xsk_ring_prod__reserve,
+    xsk_ring_prod__submit, xsk_ring_cons__peek, xsk_ring_cons__release, xsk_umem__create,
+    xsk_umem__delete, xsk_socket__create_shared, xsk_socket__delete, xsk_socket__fd,
+    va_list, libxdp_print_level, libbpf_print_level,
+    libxdp_set_print, libbpf_set_print, bpf_xdp_query_id, bpf_xdp_detach, xdp_options,
+    bpf_prog_get_fd_by_id, bpf_obj_get_info_by_fd, bpf_prog_info,
+    XDP_OPTIONS_ZEROCOPY)
+from nmroute.fastpath.drops cimport DROP_OVERSIZE
+from nmroute.fastpath.pool cimport Pool, POOL_HEADROOM
+from nmroute.fastpath.ports.port cimport Port
+from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, NS_BUF_CHANGED
+
+import os
+
+import structlog
+
+from nmroute.fastpath.ports.port import PortError
+
+log = structlog.get_logger("nmroute")
+
+cdef extern from "<stdio.h>" nogil:
+    int vsnprintf(char* s, size_t n, const char* fmt, va_list ap)
+
+cdef enum:
+    SOL_SOCKET = 1
+    SO_BUSY_POLL = 46
+    SO_PREFER_BUSY_POLL = 69
+    SO_BUSY_POLL_BUDGET = 70
+    SOL_XDP = 283
+    XDP_STATISTICS = 7
+    XDP_OPTIONS = 8
+    FILL_COMP_SIZE = 8192       # every socket's fill and completion rings
+    MAX_RING = 4096
+    KICKS_PER_SYNC = 64         # a copy-mode sendto() sends up to 32 frames
+
+
+ctypedef struct xdp_statistics:
+    uint64_t rx_dropped
+    uint64_t rx_invalid_descs
+    uint64_t tx_invalid_descs
+    uint64_t rx_ring_full
+    uint64_t rx_fill_ring_empty_descs
+    uint64_t tx_ring_empty_descs
+
+
+# libxdp and libbpf print their warnings on stderr; keep the last one instead,
+# for the one-line error when a set-up call fails.
+cdef char _last_warning[512]
+
+cdef int _keep_warning(int level, const char* fmt, va_list ap) noexcept nogil:
+    if level == 0:          # LIBXDP_WARN == LIBBPF_WARN == 0
+        vsnprintf(_last_warning, sizeof(_last_warning), fmt, ap)
+    return 0
+
+cdef int _xdp_print(libxdp_print_level level, const char* fmt, va_list ap) noexcept nogil:
+    return _keep_warning(level, fmt, ap)
+
+cdef int _bpf_print(libbpf_print_level level, const char* fmt, va_list ap) noexcept nogil:
+    return _keep_warning(level, fmt, ap)
+
+libxdp_set_print(_xdp_print)
+libbpf_set_print(_bpf_print)
+
+
+def _take_warning():
+    cdef bytes b = _last_warning[:strlen(_last_warning)]
+    _last_warning[0] = 0
+    return b.decode(errors="replace").strip()
+
+
+cdef class Umem:
+    """A pool's region registered as an AF_XDP UMEM: chunk i is buffer i (at
+    offset POOL_HEADROOM, where copy mode puts the frame). One per pool,
+    shared by every xdp: port on it, so that forwarding between them swaps
+    buffer indexes."""
+    cdef xsk_umem* umem
+    cdef xsk_ring_prod fill0     # the rings xsk_umem__create makes; the first
+    cdef xsk_ring_cons comp0     # socket takes them over (libxdp copies them)
+    cdef readonly Pool pool
+    cdef int users
+
+    def __cinit__(self, Pool pool):
+        cdef xsk_umem_config cfg
+        cdef size_t addr
+        cdef int err
+        self.pool = pool
+        addr, size = pool.region_address()
+        memset(&cfg, 0, sizeof(cfg))
+        cfg.fill_size = FILL_COMP_SIZE
+        cfg.comp_size = FILL_COMP_SIZE
+        cfg.frame_size = pool.buf_size
+        cfg.frame_headroom = 0
+        err = xsk_umem__create(&self.umem, <void*>addr, <uint64_t>size,
+                               &self.fill0, &self.comp0, &cfg)
+        if err:
+            self.umem = NULL
+            raise OSError(-err, os.strerror(-err))
+
+    def __dealloc__(self):
+        if self.umem != NULL:
+            xsk_umem__delete(self.umem)
+
+
+_umems = {}      # id(pool) -> Umem
+_open_ports = set()
+
+
+cdef Umem _umem_for(Pool pool):
+    cdef Umem u = _umems.get(id(pool))
+    if u is None:
+        u = Umem(pool)
+        _umems[id(pool)] = u
+    u.users += 1
+    return u
+
+
+cdef void _umem_done(Umem u):
+    u.users -= 1
+    if u.users == 0:
+        del _umems[id(u.pool)]
+
+
+cdef uint32_t _pow2(uint32_t n):
+    cdef uint32_t p = 64
+    while p < n:
+        p <<= 1
+    return p
+
+
+def _split_iface(str arg):
+    name, _, q = arg.partition("@")
+    return name, int(q) if q else 0
+
+
+def _n_queues(str iface):
+    try:
+        return sum(1 for q in os.listdir(f"/sys/class/net/{iface}/queues") if q.startswith("rx-"))
+    except OSError:
+        return 0
+
+
+def _attached_prog(int ifindex):
+    """Id of the XDP program attached to the interface (any mode), or 0."""
+    cdef uint32_t pid = 0
+    if bpf_xdp_query_id(ifindex, 0, &pid) != 0:
+        return 0
+    return pid
+
+
+def _prog_name(uint32_t prog_id):
+    """The name of a loaded BPF program ('' when it cannot be read)."""
+    cdef bpf_prog_info info
+    cdef uint32_t n = sizeof(info)
+    cdef int fd = bpf_prog_get_fd_by_id(prog_id)
+    if fd < 0:
+        return ""
+    memset(&info, 0, sizeof(info))
+    err = bpf_obj_get_info_by_fd(fd, &info, &n)
+    c_close(fd)
+    return info.name.decode(errors="replace") if err == 0 else ""
+
+
+# libxdp's own programs: the one redirecting to AF_XDP sockets, the dispatcher.
+LIBXDP_PROGS = ("xsk_def_prog", "xdp_dispatcher")
+
+
+@cython.final
+cdef class XdpPort(Port):
+    """One queue of an interface through an AF_XDP socket (libxdp).
+
+    The socket's UMEM is nmroute's buffer pool, so frames are received into
+    pool buffers and sent from them: forwarding between xdp: ports (or to a
+    pipe, a pcap, an element) moves buffer indexes and copies nothing in
+    user space. libxdp attaches its small XDP program, which redirects the
+    queue's frames to the socket; every other frame of the interface (other
+    queues, when there are several) still goes to the kernel stack.
+
+    Mode: native XDP (in the driver) is tried first, then generic (skb)
+    mode; zero-copy is asked for where the driver has it, copy mode
+    otherwise. The mode obtained is logged (`mode`, `zero_copy`). veth has
+    native XDP in copy mode only. A frame longer than a buffer less the
+    256-byte XDP headroom (1792 bytes with 2048-byte buffers) cannot be sent
+    and is dropped as `oversize`; raise `buffer_size` to 4096 for jumbo frames.
+
+    tx: frames are handed to the kernel's tx ring and sent with one sendto()
+    per 32 frames (the kernel's budget per call in copy mode); each slot
+    sent gets a spare buffer in exchange until the kernel completes it. When
+    the kernel's ring is full, frames wait in the port's ring and the inputs
+    feeding it are held back.
+
+    Offloads: a veth endpoint with tx checksum offload on sends TCP/UDP
+    frames whose checksum is not computed yet; AF_XDP does not say which
+    ones. Turn it off at the senders (`ethtool -K PEER tx off`) or use
+    `packet:` (which completes such checksums). Needs CAP_NET_RAW,
+    CAP_NET_ADMIN and CAP_BPF (root). An XDP program already attached to
+    the interface by someone else is an error, not replaced.
+
+    Example:
+        ports:
+          a: "xdp:veth0"
+          b: {port: "xdp:veth1@0", mode: native}
+        links: ["a -> b", "b -> a"]
+    """
+    SCHEME = "xdp"
+    SUMMARY = "one queue of an interface through AF_XDP (libxdp): UMEM is the pool"
+    DIRECTIONS = ("rx", "tx")
+    ARG = "iface"
+    PARAMS = (
+        Param("iface", Str(r"[^/\s:@]{1,15}(@[0-9]{1,5})?", "an interface name, "
+              "optionally @QUEUE"), "the interface and queue (default 0)"),
+        Param("mode", Choice("auto", "native", "skb"), "XDP mode: auto tries native "
+              "(driver) first, then skb (generic)", "auto"),
+        Param("zero_copy", Choice("auto", "yes", "no"), "ask for zero-copy: auto falls "
+              "back to copy mode where the driver lacks it", "auto"),
+        Param("busy_poll", Int(0, 1000), "µs of socket busy polling "
+              "(SO_PREFER_BUSY_POLL); 0: off", 0),
+    )
+
+    cdef xsk_socket* xsk
+    cdef Umem umem
+    cdef int fd
+    cdef xsk_ring_cons rxr
+    cdef xsk_ring_prod txr
+    cdef xsk_ring_prod fill
+    cdef xsk_ring_cons comp
+    cdef uint8_t* region           # the UMEM's start: chunk i at region + i * bs
+    cdef uint32_t bs
+    cdef uint32_t tx_max           # longest frame a chunk can send
+    cdef uint32_t* spare           # stack of buffers for tx slots while theirs are in flight
+    cdef uint32_t n_spare
+    cdef uint32_t spare_cap
+    cdef bint busy_poll
+    cdef int ifindex
+    cdef bint owns_prog            # no XDP program was attached before ours
+    cdef readonly str ifname
+    cdef readonly int queue
+    cdef readonly str mode         # "native" or "skb"
+    cdef readonly bint zero_copy
+
+    def __cinit__(self, *args, **kwargs):
+        self.fd = -1
+
+    def __dealloc__(self):
+        if self.xsk != NULL:
+            xsk_socket__delete(self.xsk)
+        free(self.spare)
+
+    @classmethod
+    def extra_buffers(cls, params, uint32_t ring_size, bint rx, bint tx):
+        # One spare per kernel tx ring entry.
+        return _pow2(ring_size) if tx else 0
+
+    def open(self, pool, uint32_t ring_size, bint rx, bint tx):
+        cdef Pool p = pool
+        cdef xsk_socket_config cfg
+        cdef int err = 0, ifindex, one = 1, usec, budget = 64
+        cdef uint32_t i, idx, n
+        cdef bytes bname
+        cdef xdp_options opts
+        cdef socklen_t optlen = sizeof(opts)
+        Port.open(self, pool, ring_size, rx, tx)
+        self.ifname, self.queue = _split_iface(self.params["iface"])
+        bname = self.ifname.encode()
+        ifindex = if_nametoindex(bname)
+        if ifindex == 0:
+            raise PortError(self.name, f"no such interface '{self.ifname}' in this network "
+                                       "namespace")
+        if p.buf_size not in (2048, 4096):
+            raise PortError(self.name, f"AF_XDP needs buffer_size 2048 or 4096 (a UMEM chunk "
+                                       f"is a power of two up to a page), not {p.buf_size}")
+        if ring_size > MAX_RING:
+            raise PortError(self.name, f"ring_size {ring_size} is more than this port's "
+                                       f"{MAX_RING}")
+        nq = _n_queues(self.ifname)
+        if nq and self.queue >= nq:
+            raise PortError(self.name, f"{self.ifname} has no queue {self.queue} (it has "
+                                       f"{nq} rx queue{'s' if nq > 1 else ''})")
+        self.bs = p.buf_size
+        self.tx_max = p.buf_size - POOL_HEADROOM
+        addr, _ = p.region_address()
+        self.region = <uint8_t*><size_t>addr
+        prog_before = _attached_prog(ifindex)
+        try:
+            self.umem = _umem_for(p)
+        except OSError as e:
+            raise PortError(self.name, self._reason("AF_XDP UMEM", e.errno)) from None
+
+        attempts = []
+        modes = {"auto": ("native", "skb"), "native": ("native",), "skb": ("skb",)}
+        for mode in modes[self.params.get("mode", "auto")]:
+            zc = self.params.get("zero_copy", "auto")
+            for want_zc in ((True, False) if zc == "auto" else (zc == "yes",)):
+                if want_zc and mode == "skb":
+                    continue
+                attempts.append((mode, want_zc))
+        if not attempts:
+            raise PortError(self.name, "zero_copy: yes needs mode native (or auto)")
+        reasons = []
+        for mode, want_zc in attempts:
+            memset(&cfg, 0, sizeof(cfg))
+            cfg.rx_size = _pow2(ring_size)
+            cfg.tx_size = _pow2(ring_size)
+            # Without rx no program is needed: frames only go out.
+            cfg.libxdp_flags = 0 if rx else XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD
+            cfg.xdp_flags = XDP_FLAGS_DRV_MODE if mode == "native" else XDP_FLAGS_SKB_MODE
+            cfg.bind_flags = XDP_ZEROCOPY if want_zc else XDP_COPY
+            _take_warning()
+            err = xsk_socket__create_shared(&self.xsk, bname, self.queue, self.umem.umem,
+                                            &self.rxr if rx else NULL,
+                                            &self.txr if tx else NULL,
+                                            &self.fill, &self.comp, &cfg)
+            if err == 0:
+                self.mode = mode
+                break
+            self.xsk = NULL
+            reasons.append((mode, want_zc, -err, _take_warning()))
+            if rx and not prog_before and _attached_prog(ifindex):
+                # libxdp leaves the program of a failed attempt attached.
+                bpf_xdp_detach(ifindex, cfg.xdp_flags, NULL)
+            if self.umem.users == 1:
+                # A failed first socket unmaps the UMEM's own fill and
+                # completion rings: start the next attempt on a new UMEM.
+                _umem_done(self.umem)
+                self.umem = None
+                try:
+                    self.umem = _umem_for(p)
+                except OSError as e:
+                    raise PortError(self.name, self._reason("AF_XDP UMEM", e.errno)) from None
+        if self.xsk == NULL:
+            _umem_done(self.umem)
+            self.umem = None
+            raise PortError(self.name, self._failure(reasons, prog_before))
+        self.fd = xsk_socket__fd(self.xsk)
+        self.ifindex = ifindex
+        self.owns_prog = rx and not prog_before
+        # A socket sharing the UMEM of another one inherits its copy mode:
+        # ask the kernel what this one got.
+        memset(&opts, 0, sizeof(opts))
+        if getsockopt(self.fd, SOL_XDP, XDP_OPTIONS, &opts, &optlen) == 0:
+            self.zero_copy = bool(opts.flags & XDP_OPTIONS_ZEROCOPY)
+        if self.params.get("busy_poll"):
+            usec = self.params["busy_poll"]
+            if (setsockopt(self.fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one, sizeof(int)) < 0
+                    or setsockopt(self.fd, SOL_SOCKET, SO_BUSY_POLL, &usec, sizeof(int)) < 0
+                    or setsockopt(self.fd, SOL_SOCKET, SO_BUSY_POLL_BUDGET, &budget,
+                                  sizeof(int)) < 0):
+                err = errno
+                self._release()
+                raise PortError(self.name, self._reason("busy polling", err))
+            self.busy_poll = True
+        if rx:
+            # Every rx slot's buffer goes to the kernel: it receives into
+            # them, and a slot gets its frame's buffer when one arrives.
+            n = xsk_ring_prod__reserve(&self.fill, self.rx.num_slots, &idx)
+            for i in range(n):
+                xsk_ring_prod__fill_addr(&self.fill, idx + i)[0] = (
+                    <uint64_t>self.rx.slots[i].buf_idx * self.bs)
+            xsk_ring_prod__submit(&self.fill, n)
+        if tx:
+            self.spare_cap = _pow2(ring_size)
+            self.spare = <uint32_t*>malloc(self.spare_cap * sizeof(uint32_t))
+            if self.spare == NULL:
+                self._release()
+                raise MemoryError()
+            for i in range(self.spare_cap):
+                self.spare[i] = p.take()
+            self.n_spare = self.spare_cap
+        _open_ports.add(self)
+        log.info("xdp port open", port=self.name, iface=self.ifname, queue=self.queue,
+                 mode=self.mode, zero_copy=bool(self.zero_copy))
+
+    def _reason(self, str what, int err):
+        if err in (EPERM, EACCES):
+            return (f"{what}: permission denied (AF_XDP needs CAP_NET_RAW, CAP_NET_ADMIN "
+                    "and CAP_BPF; run as root)")
+        return f"{what}: {os.strerror(err)}"
+
+    def _failure(self, reasons, prog_before):
+        """One line for the last failed attempt, in the user's terms."""
+        _, want_zc, err, warning = reasons[len(reasons) - 1]   # (no wraparound here)
+        foreign = prog_before and _prog_name(prog_before) not in LIBXDP_PROGS
+        if foreign and err in (EEXIST, EBUSY, EINVAL, EOPNOTSUPP):
+            return (f"an XDP program (id {prog_before}) is already attached to {self.ifname}: "
+                    f"detach it (ip link set dev {self.ifname} xdp off) or use "
+                    f"packet:{self.ifname}")
+        if err == EBUSY:
+            return (f"queue {self.queue} of {self.ifname} is busy: another AF_XDP socket "
+                    "is bound to it")
+        if err == EOPNOTSUPP and want_zc:
+            return f"{self.ifname}: the driver has no zero-copy AF_XDP (use zero_copy: auto)"
+        if err == ENODEV:
+            return f"no such interface '{self.ifname}' in this network namespace"
+        tried = ", ".join(f"{m}{'/zero-copy' if z else ''}" for m, z, _, _ in reasons)
+        why = self._reason("AF_XDP socket", err)
+        return f"{why} (tried {tried})" + (f"; libxdp: {warning}" if warning else "")
+
+    cdef _release(self):
+        if self.xsk != NULL:
+            xsk_socket__delete(self.xsk)   # detaches libxdp's program when last
+            self.xsk = NULL
+            self.fd = -1
+            if self.owns_prog and _attached_prog(self.ifindex) and not any(
+                    p.ifname == self.ifname and p is not self for p in _open_ports):
+                # Never leave a program behind that nmroute put there.
+                bpf_xdp_detach(self.ifindex, XDP_FLAGS_DRV_MODE if self.mode == "native"
+                               else XDP_FLAGS_SKB_MODE, NULL)
+        _open_ports.discard(self)
+        if self.umem is not None:
+            _umem_done(self.umem)
+            self.umem = None
+
+    def close(self):
+        st = self.kernel_stats()
+        lost = st.get("rx_dropped", 0) + st.get("rx_ring_full", 0)
+        if lost:
+            # Never received, so not in rx == tx + drops: the kernel's own loss.
+            log.warning("the kernel dropped frames meant for this socket", port=self.name,
+                        **{k: v for k, v in st.items() if v})
+        self._release()
+
+    def kernel_stats(self):
+        """The socket's XDP_STATISTICS (what the kernel dropped or refused)."""
+        cdef xdp_statistics st
+        cdef socklen_t n = sizeof(st)
+        if self.fd < 0 or getsockopt(self.fd, SOL_XDP, XDP_STATISTICS, &st, &n) < 0:
+            return {}
+        return {"rx_dropped": st.rx_dropped, "rx_invalid_descs": st.rx_invalid_descs,
+                "tx_invalid_descs": st.tx_invalid_descs, "rx_ring_full": st.rx_ring_full,
+                "rx_fill_ring_empty_descs": st.rx_fill_ring_empty_descs,
+                "tx_ring_empty_descs": st.tx_ring_empty_descs}
+
+    cdef int rxsync(self) noexcept nogil:
+        cdef NmRing* r = self.rx
+        cdef uint32_t i, n, idx, t, b, off, room
+        cdef const xdp_desc* d
+        cdef Slot* s
+        if r == NULL or self.xsk == NULL:
+            return 0
+        # The slots the user released go back to the kernel as fill buffers
+        # (whatever buffer a slot holds now: the executor may have swapped it).
+        n = (r.head - r.hwcur) & r.mask
+        if n:
+            n = xsk_ring_prod__reserve(&self.fill, n, &idx)
+            for i in range(n):
+                xsk_ring_prod__fill_addr(&self.fill, idx + i)[0] = (
+                    <uint64_t>r.slots[r.hwcur].buf_idx * self.bs)
+                r.hwcur = ring_next(r, r.hwcur)
+            xsk_ring_prod__submit(&self.fill, n)
+        if self.busy_poll:
+            sendto(self.fd, NULL, 0, MSG_DONTWAIT, NULL, 0)
+        t = r.tail
+        room = (r.hwcur - 1 - t) & r.mask
+        n = xsk_ring_cons__peek(&self.rxr, room, &idx)
+        for i in range(n):
+            d = xsk_ring_cons__rx_desc(&self.rxr, idx + i)
+            b = <uint32_t>(d.addr // self.bs)
+            off = <uint32_t>(d.addr - <uint64_t>b * self.bs)
+            if off != POOL_HEADROOM:
+                # Only an XDP program that moved the frame's start does this.
+                memmove(self.region + <size_t>b * self.bs + POOL_HEADROOM,
+                        self.region + d.addr, d.len)
+            s = &r.slots[t]
+            s.buf_idx = b
+            s.len = <uint16_t>d.len
+            s.flags = NS_BUF_CHANGED
+            s.ts = 0
+            t = ring_next(r, t)
+        if n:
+            xsk_ring_cons__release(&self.rxr, n)
+        r.tail = t
+        return n
+
+    cdef int txsync(self) noexcept nogil:
+        cdef NmRing* r = self.tx
+        cdef uint32_t i, k, _j, n, m = 0, idx, want
+        cdef uint64_t nbytes = 0
+        cdef xdp_desc* d
+        cdef Slot* s
+        if r == NULL or self.xsk == NULL:
+            return 0
+        # Sent frames' buffers come back as spares.
+        n = xsk_ring_cons__peek(&self.comp, self.spare_cap, &idx)
+        for k in range(n):
+            self.spare[self.n_spare] = <uint32_t>(
+                xsk_ring_cons__comp_addr(&self.comp, idx + k)[0] // self.bs)
+            self.n_spare += 1
+        if n:
+            xsk_ring_cons__release(&self.comp, n)
+        i = r.hwcur
+        want = (r.head - i) & r.mask
+        if want > self.n_spare:
+            want = self.n_spare
+        n = xsk_prod_nb_free(&self.txr, want)
+        if want > n:
+            want = n
+        if want:
+            xsk_ring_prod__reserve(&self.txr, want, &idx)
+            for _j in range(want):
+                s = &r.slots[i]
+                if s.len > self.tx_max or s.len == 0:
+                    self.count_drop(DROP_OVERSIZE, 1)
+                else:
+                    d = xsk_ring_prod__tx_desc(&self.txr, idx + m)
+                    d.addr = <uint64_t>s.buf_idx * self.bs + POOL_HEADROOM
+                    d.len = s.len
+                    d.options = 0
+                    # The kernel owns that buffer until it completes it.
+                    self.n_spare -= 1
+                    s.buf_idx = self.spare[self.n_spare]
+                    s.flags = NS_BUF_CHANGED
+                    nbytes += d.len
+                    m += 1
+                i = ring_next(r, i)
+            self.txr.cached_prod -= want - m     # reserved for frames dropped above
+            xsk_ring_prod__submit(&self.txr, m)
+        self.kick()
+        return self.tx_done(i, m, nbytes)
+
+    cdef inline void kick(self) noexcept nogil:
+        # In copy mode the frames are sent inside sendto(), up to 32 per call:
+        # call again while it makes progress. No progress (EAGAIN: the device
+        # is busy, ENETDOWN...) leaves them queued for the next txsync.
+        cdef uint32_t before, _k
+        for _k in range(KICKS_PER_SYNC):
+            before = self.txr.consumer[0]
+            if before == self.txr.producer[0]:
+                return
+            sendto(self.fd, NULL, 0, MSG_DONTWAIT, NULL, 0)
+            if self.txr.consumer[0] == before:
+                return
