@@ -118,8 +118,14 @@ def test_bridge_mode_logged_and_program_removed_at_exit(bridged):
 
 # -- the router pipeline, between two subnets -------------------------------------
 
-@pytest.fixture(scope="module")
-def routed():
+@pytest.fixture(scope="module", params=["xdp", "packet"])
+def routed(request, tmp_path_factory):
+    """The shipped xdp-router pipeline, and the same with packet: ports."""
+    yaml = ROOT / "pipelines" / "xdp-router.yaml"
+    if request.param == "packet":
+        text = yaml.read_text().replace("xdp:lan", "packet:lan")
+        yaml = tmp_path_factory.mktemp("router") / "packet-router.yaml"
+        yaml.write_text(text)
     with Net("xr") as net:
         net.hosts("a", "dut", "b")
         net.veth("a", "a0", "dut", "lan0")
@@ -129,8 +135,7 @@ def routed():
         for h, gw4, gw6 in (("a", "198.18.0.1", "2001:2::1"), ("b", "198.19.0.1", "2001:2:0:1::1")):
             net.run(h, "ip", "route", "add", "default", "via", gw4)
             net.run(h, "ip", "-6", "route", "add", "default", "via", gw6)
-        p = net.popen("dut", *nmroute_cmd("run", ROOT / "pipelines" / "xdp-router.yaml"),
-                      env=subprocess_env())
+        p = net.popen("dut", *nmroute_cmd("run", yaml), env=subprocess_env())
         if not net.wait_ping("a", "198.19.0.2", 10):
             out, err = net.stop(p)
             pytest.fail(f"no ping through the xdp router\n{out}\n{err}")
@@ -171,7 +176,7 @@ def test_router_iperf3_tcp(routed):
     if shutil.which("iperf3") is None:
         pytest.skip("iperf3 is not installed")
     net, _ = routed
-    print(f"iperf3 through the xdp router: {iperf3_gbits(net, 'b', '198.19.0.2', 'a'):.2f} Gbit/s")
+    print(f"iperf3 through the router: {iperf3_gbits(net, 'b', '198.19.0.2', 'a'):.2f} Gbit/s")
 
 
 def test_router_exits_cleanly(routed):

@@ -17,7 +17,7 @@ from nmroute.fastpath.drops cimport (
     N_DROP_REASONS, DROP_NO_BUFFER, DROP_TX_FULL, DROP_BAD_OUTPUT)
 from nmroute.fastpath.debug cimport check
 from nmroute.fastpath.element cimport Element
-from nmroute.fastpath.includes.sys cimport sleep_ns
+from nmroute.fastpath.includes.sys cimport sleep_ns, prctl, PR_SET_TIMERSLACK
 from nmroute.fastpath.pool cimport POOL_NONE
 from nmroute.fastpath.ports.port cimport Port, P_RX, P_RX_BYTES
 from nmroute.fastpath.ring cimport (
@@ -114,6 +114,10 @@ cdef class Executor:
         """Run until every external input is exhausted or `stop` is set,
         then drain what is still in rings. Releases the GIL throughout."""
         with nogil:
+            # An idle round sleeps IDLE_SLEEP_NS: without this the kernel may
+            # stretch it by the default 50 µs timer slack, which a ping or a
+            # TCP ACK waiting in an rx ring would pay.
+            prctl(PR_SET_TIMERSLACK, <unsigned long>1000, 0, 0, 0)
             self.loop()
 
     # -- the fast path ------------------------------------------------------
@@ -344,7 +348,7 @@ cdef class Executor:
         for i in range(self.n_nodes):
             if self.nodes[i].kind == K_PORT:
                 before = ring_pending(self.nodes[i].tx)
-                if before:
+                if before or (<Port>self.nodes[i].obj).tx_backlog:
                     (<Port>self.nodes[i].obj).txsync()
                     moved += before - ring_pending(self.nodes[i].tx)
         return moved

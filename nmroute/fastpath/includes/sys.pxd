@@ -6,6 +6,10 @@ cdef extern from "<sys/mman.h>" nogil:
     int memfd_create(const char* name, unsigned int flags)
     enum: MFD_CLOEXEC
 
+cdef extern from "<sys/prctl.h>" nogil:
+    enum: PR_SET_TIMERSLACK
+    int prctl(int option, ...)
+
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
     struct timespec:

@@ -29,6 +29,9 @@ cdef class Port:
     cdef NmRing* tx        # NULL when the port is not written to
     cdef public uint16_t port_id
     cdef public bint eof
+    # Frames handed to the kernel that it has not taken yet (it was busy):
+    # the executor calls txsync again even when the ring has nothing pending.
+    cdef bint tx_backlog
     cdef uint64_t* ctr
     cdef uint64_t* _own_ctr
 

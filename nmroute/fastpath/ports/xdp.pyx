@@ -23,6 +23,7 @@ from nmroute.fastpath.includes.xsk cimport (
     bpf_prog_get_fd_by_id, bpf_obj_get_info_by_fd, bpf_prog_info,
     XDP_OPTIONS_ZEROCOPY)
 from nmroute.fastpath.drops cimport DROP_OVERSIZE
+from nmroute.fastpath.includes.sys cimport sleep_ns
 from nmroute.fastpath.pool cimport Pool, POOL_HEADROOM
 from nmroute.fastpath.ports.port cimport Port
 from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, NS_BUF_CHANGED
@@ -264,8 +265,10 @@ cdef class XdpPort(Port):
 
     @classmethod
     def extra_buffers(cls, params, uint32_t ring_size, bint rx, bint tx):
-        # One spare per kernel tx ring entry.
-        return _pow2(ring_size) if tx else 0
+        # rx: as many buffers again for the fill ring, so that the kernel
+        # still has room while the pipeline holds a full rx ring (else it
+        # drops: rx_fill_ring_empty_descs). tx: one spare per tx ring entry.
+        return (ring_size if rx else 0) + (_pow2(ring_size) if tx else 0)
 
     def open(self, pool, uint32_t ring_size, bint rx, bint tx):
         cdef Pool p = pool
@@ -366,12 +369,15 @@ cdef class XdpPort(Port):
                 raise PortError(self.name, self._reason("busy polling", err))
             self.busy_poll = True
         if rx:
-            # Every rx slot's buffer goes to the kernel: it receives into
-            # them, and a slot gets its frame's buffer when one arrives.
-            n = xsk_ring_prod__reserve(&self.fill, self.rx.num_slots, &idx)
-            for i in range(n):
+            # Every rx slot's buffer goes to the kernel, and as many more: it
+            # receives into them, and a slot gets its frame's buffer when one
+            # arrives.
+            n = xsk_ring_prod__reserve(&self.fill, 2 * self.rx.num_slots, &idx)
+            for i in range(self.rx.num_slots):
                 xsk_ring_prod__fill_addr(&self.fill, idx + i)[0] = (
                     <uint64_t>self.rx.slots[i].buf_idx * self.bs)
+            for i in range(self.rx.num_slots, n):
+                xsk_ring_prod__fill_addr(&self.fill, idx + i)[0] = <uint64_t>p.take() * self.bs
             xsk_ring_prod__submit(&self.fill, n)
         if tx:
             self.spare_cap = _pow2(ring_size)
@@ -427,6 +433,15 @@ cdef class XdpPort(Port):
             self.umem = None
 
     def close(self):
+        cdef int _i
+        # Let the kernel send what it still holds (a busy peer said EAGAIN).
+        for _i in range(100):
+            if self.xsk == NULL or self.txr.producer == NULL:
+                break
+            self.kick()
+            if not self.tx_backlog:
+                break
+            sleep_ns(1000000)
         st = self.kernel_stats()
         lost = st.get("rx_dropped", 0) + st.get("rx_ring_full", 0)
         if lost:
@@ -541,7 +556,8 @@ cdef class XdpPort(Port):
         for _k in range(KICKS_PER_SYNC):
             before = self.txr.consumer[0]
             if before == self.txr.producer[0]:
-                return
+                break
             sendto(self.fd, NULL, 0, MSG_DONTWAIT, NULL, 0)
             if self.txr.consumer[0] == before:
-                return
+                break
+        self.tx_backlog = self.txr.consumer[0] != self.txr.producer[0]
