@@ -315,3 +315,23 @@ def subprocess_run_check(text):
     finally:
         os.unlink(f.name)
 
+
+
+def test_link_down_then_up_again():
+    """veth-b down for a while: frames for it are dropped by the kernel (not
+    stuck in the port's rings), A->B is lost meanwhile, and once it is up
+    again traffic flows both ways."""
+    with Net("xd") as net:
+        make_abd(net)
+        p = net.popen("dut", *bridge_cmd("xdp:veth-a", "xdp:veth-b"), env=subprocess_env())
+        try:
+            assert net.wait_ping("a", B4, 10)
+            net.run("dut", "ip", "link", "set", "veth-b", "down")
+            assert net.ping("a", B4, 20, 0.01)[1] == 0
+            net.run("dut", "ip", "link", "set", "veth-b", "up")
+            assert net.wait_ping("a", B4, 10)
+            assert net.ping("a", B4, 50, 0.002) == (50, 50)
+        finally:
+            out, err = net.stop(p)
+        assert p.returncode == 0, err
+        assert xdp_progs(net, "dut") == []
