@@ -22,6 +22,9 @@ from nmroute.fastpath.ports.pipe import Pipe
 log = structlog.get_logger("nmroute")
 
 
+# How often the main thread runs the ports' maintain() (seconds).
+MAINTAIN_EVERY = 0.1
+
 class RunError(Exception):
     """A pipeline that passed its checks but cannot be set up."""
 
@@ -186,11 +189,16 @@ class Runtime:
         t0 = time.monotonic()
         worker.start()
         next_stats = t0 + stats_interval if stats_interval else None
+        next_maintain = t0 + MAINTAIN_EVERY
         while worker.is_alive():
             now = time.monotonic()
-            wake = [t for t in (next_stats, t0 + duration if duration else None) if t]
-            worker.join(timeout=max(0.0, min(wake) - now) if wake else 0.2)
+            wake = [t for t in (next_stats, next_maintain, t0 + duration if duration else None)
+                    if t]
+            worker.join(timeout=max(0.0, min(wake) - now))
             now = time.monotonic()
+            if now >= next_maintain:
+                self.maintain()
+                next_maintain = now + MAINTAIN_EVERY
             if duration and now - t0 >= duration and not self.executor.stop:
                 self.stop("duration")
             if next_stats and now >= next_stats and on_stats:
@@ -198,6 +206,15 @@ class Runtime:
                 next_stats += stats_interval
         self.elapsed = time.monotonic() - t0
         return self.elapsed
+
+    def maintain(self):
+        """Each port's slow-path upkeep (link events, an interface that came
+        back); one failing port is logged and does not stop the run."""
+        for port in self.opened:
+            try:
+                port.maintain()
+            except Exception as e:   # noqa: BLE001 — logged, the run goes on
+                log.warning("port maintenance failed", port=port.name, error=str(e))
 
     def stop(self, why="signal"):
         """Ask the worker to stop taking input; it drains rings and returns."""

@@ -34,6 +34,7 @@ cpdef enum DropReason:
     DROP_SAME_PORT = 27        # an L2 switch never sends back out the input port
     DROP_FRAGMENT = 28         # a non-first fragment where L4 headers are needed
     DROP_ELEMENT_ERROR = 29    # an element's own code failed (a Python element raised)
+    DROP_LINK_DOWN = 30        # sent to a port whose link is down or whose interface is gone
 
 # Counter slots reserved per element and per port; reasons must stay below it.
 cdef enum:

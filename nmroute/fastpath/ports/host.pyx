@@ -2,6 +2,7 @@
 from nmroute.config.params import Param, Str, Bool
 
 import json
+import socket
 import subprocess
 
 import structlog
@@ -48,6 +49,14 @@ def _link(iface):
     return links[0] if links else None
 
 
+def _ifindex(iface):
+    """IFACE's ifindex in this network namespace, 0 when there is none."""
+    try:
+        return socket.if_nametoindex(iface)
+    except OSError:
+        return 0
+
+
 def _addresses(iface):
     """[(cidr, family)] of IFACE's global addresses (not link-local ones)."""
     r = subprocess.run(["ip", "-j", "addr", "show", "dev", iface], capture_output=True, text=True)
@@ -90,6 +99,14 @@ class Host(TapBase):
     (the TAP is attached to, and stays) and back: the settings as they were,
     the address back on eth0, `ip link del h-eth0`. Needs CAP_NET_ADMIN.
 
+    Faults: when IFACE is deleted the TAP stays (with the addresses moved
+    onto it); when an interface of that name is back, the TAP takes its MAC
+    and MTU and, with move_addresses, the kernel is kept off it again; each
+    event is logged once. A TAP the port made goes when nmroute exits,
+    however it exits; stopped by SIGINT/SIGTERM it also puts the addresses
+    and settings back (killed outright, it cannot: they went with the TAP).
+    A failed open undoes what it did.
+
     Example:
         ports:
           wire: packet:eth0
@@ -117,6 +134,9 @@ class Host(TapBase):
             raise PortError(self.name, f"{iface} is not an Ethernet interface")
         mac = bytes.fromhex(link["address"].replace(":", ""))
         mtu = int(link.get("mtu") or 0)
+        self.ifindex = int(link.get("ifindex") or _ifindex(iface))
+        self.n_gone = self.n_back = 0
+        self.failed = None
         self.moved = []
         self.sysctls = []
         TapBase.open(self, pool, ring_size, rx, tx)
@@ -140,6 +160,12 @@ class Host(TapBase):
             code, err = _ip("addr", "add", cidr, "dev", self.ifname, *extra)
             if code != 0:
                 raise PortError(self.name, f"add {cidr} to {self.ifname}: {err}")
+        self._detach(iface, self.sysctls)
+        log.info("host port: addresses moved", iface=iface, tap=self.ifname,
+                 addresses=[c for c, _ in self.moved])
+
+    def _detach(self, iface, done):
+        """Keep the kernel off IFACE (_DETACH); appends (path, old value) to done."""
         for key, value in _DETACH:
             path = f"/proc/sys/net/{key.format(iface=iface)}"
             try:
@@ -151,9 +177,46 @@ class Host(TapBase):
                 continue            # no IPv6 in this kernel: nothing to keep off
             except OSError as e:
                 raise PortError(self.name, f"{path}: {e.strerror}") from None
-            self.sysctls.append((path, old))
-        log.info("host port: addresses moved", iface=iface, tap=self.ifname,
-                 addresses=[c for c, _ in self.moved])
+            done.append((path, old))
+
+    def maintain(self):
+        """Slow path (called every ~100 ms by the runtime, and by close()):
+        follow IFACE. When it is deleted the TAP stays (the kernel keeps its
+        addresses and routes on it); when an interface of that name is back,
+        the TAP takes its MAC and MTU again and, with move_addresses, the
+        kernel is kept off it again. Each change is logged once."""
+        iface = self.params["iface"]
+        index = _ifindex(iface)
+        if index == self.ifindex:
+            return
+        kw = {"port": self.name, "iface": iface, "tap": self.ifname}
+        if self.ifindex != 0:
+            # Gone (or already replaced by a new one: a new ifindex).
+            self.ifindex = 0
+            self.n_gone += 1
+            log.warning("interface gone: the TAP stays, and follows the interface when an "
+                        "interface of that name is back", times=self.n_gone, **kw)
+        if index == 0:
+            return
+        try:
+            link = _link(iface)
+            if link is None:
+                return              # gone again meanwhile: next time
+            self.set_link(bytes.fromhex(link["address"].replace(":", "")),
+                          int(link.get("mtu") or 0))
+            if self.sysctls:
+                self._detach(iface, [])
+        except (PortError, KeyError, ValueError) as e:
+            if str(e) != self.failed:
+                self.failed = str(e)
+                log.warning("interface back but the TAP cannot follow it; trying again",
+                            reason=str(e), **kw)
+            return
+        self.failed = None
+        self.ifindex = index
+        self.n_back += 1
+        log.info("interface back: the TAP follows it", ifindex=index, mac=link["address"],
+                 **kw)
 
     def _give_back(self, iface):
         for path, old in reversed(self.sysctls):
@@ -174,5 +237,6 @@ class Host(TapBase):
 
     def close(self):
         if getattr(self, "moved", None) is not None:
+            self.maintain()
             self._give_back(self.params["iface"])
         TapBase.close(self)

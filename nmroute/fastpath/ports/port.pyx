@@ -65,6 +65,12 @@ cdef class Port:
     def close(self):
         """Undo open(): flush files. Rings stay for the final counts."""
 
+    def maintain(self):
+        """Slow path, called about every 100 ms from the main thread while
+        the pipeline runs (and at close by some backends): log link events,
+        follow an interface that came back. It runs beside the executor's
+        thread, so it must not change anything rxsync/txsync use."""
+
     def bind_counters(self, uintptr_t addr):
         """Point the counters at shared memory (a block of N_COUNTERS)."""
         cdef uint64_t* p = <uint64_t*>addr

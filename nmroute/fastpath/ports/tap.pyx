@@ -52,7 +52,6 @@ cdef class TapBase(Port):
         cdef ifreq ifr
         cdef bytes bname = ifname.encode()
         cdef int fd, s = -1
-        cdef int i
         self.ifname = ifname
         self.created = not _exists(ifname)
         fd = c_open(b"/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC)
@@ -70,23 +69,10 @@ cdef class TapBase(Port):
             raise PortError(self.name, why)
         self.fd = fd
         try:
+            self.set_link(mac, mtu)
             s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)
             if s < 0:
                 raise PortError(self.name, tap_reason("control socket", errno))
-            if mac is not None:
-                memset(&ifr, 0, sizeof(ifr))
-                strncpy(ifr.ifr_name, bname, 15)
-                ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER
-                for i in range(6):
-                    ifr.ifr_hwaddr.sa_data[i] = <char>mac[i]
-                if ioctl(s, SIOCSIFHWADDR, &ifr) < 0:
-                    raise PortError(self.name, tap_reason(f"set MAC of {ifname}", errno))
-            if mtu:
-                memset(&ifr, 0, sizeof(ifr))
-                strncpy(ifr.ifr_name, bname, 15)
-                ifr.ifr_mtu = mtu
-                if ioctl(s, SIOCSIFMTU, &ifr) < 0:
-                    raise PortError(self.name, tap_reason(f"set MTU of {ifname}", errno))
             memset(&ifr, 0, sizeof(ifr))
             strncpy(ifr.ifr_name, bname, 15)
             if ioctl(s, SIOCGIFFLAGS, &ifr) < 0:
@@ -101,6 +87,34 @@ cdef class TapBase(Port):
         finally:
             if s >= 0:
                 c_close(s)
+
+    def set_link(self, bytes mac=None, int mtu=0):
+        """Set the TAP's MAC and MTU (each when given); PortError if refused."""
+        cdef ifreq ifr
+        cdef bytes bname = self.ifname.encode()
+        cdef int s, i
+        if mac is None and not mtu:
+            return
+        s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+        if s < 0:
+            raise PortError(self.name, tap_reason("control socket", errno))
+        try:
+            if mac is not None:
+                memset(&ifr, 0, sizeof(ifr))
+                strncpy(ifr.ifr_name, bname, 15)
+                ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER
+                for i in range(6):
+                    ifr.ifr_hwaddr.sa_data[i] = <char>mac[i]
+                if ioctl(s, SIOCSIFHWADDR, &ifr) < 0:
+                    raise PortError(self.name, tap_reason(f"set MAC of {self.ifname}", errno))
+            if mtu:
+                memset(&ifr, 0, sizeof(ifr))
+                strncpy(ifr.ifr_name, bname, 15)
+                ifr.ifr_mtu = mtu
+                if ioctl(s, SIOCSIFMTU, &ifr) < 0:
+                    raise PortError(self.name, tap_reason(f"set MTU of {self.ifname}", errno))
+        finally:
+            c_close(s)
 
     def close(self):
         if self.fd >= 0:

@@ -145,6 +145,13 @@ cdef uint32_t _pow2(uint32_t n):
     return p
 
 
+cdef uint32_t _kernel_rx(uint32_t ring_size):
+    """Entries of the kernel's rx ring, and fill buffers beyond the rx
+    ring's own: at least 4096, so that a pipeline not scheduled for a few
+    ms (a busy machine) does not make the kernel drop at 100 kpps."""
+    return max(_pow2(ring_size), <uint32_t>4096)
+
+
 def _split_iface(str arg):
     name, _, q = arg.partition("@")
     return name, int(q) if q else 0
@@ -268,7 +275,7 @@ cdef class XdpPort(Port):
         # rx: as many buffers again for the fill ring, so that the kernel
         # still has room while the pipeline holds a full rx ring (else it
         # drops: rx_fill_ring_empty_descs). tx: one spare per tx ring entry.
-        return (ring_size if rx else 0) + (_pow2(ring_size) if tx else 0)
+        return (_kernel_rx(ring_size) if rx else 0) + (_pow2(ring_size) if tx else 0)
 
     def open(self, pool, uint32_t ring_size, bint rx, bint tx):
         cdef Pool p = pool
@@ -318,7 +325,7 @@ cdef class XdpPort(Port):
         reasons = []
         for mode, want_zc in attempts:
             memset(&cfg, 0, sizeof(cfg))
-            cfg.rx_size = _pow2(ring_size)
+            cfg.rx_size = _kernel_rx(ring_size)
             cfg.tx_size = _pow2(ring_size)
             # Without rx no program is needed: frames only go out.
             cfg.libxdp_flags = 0 if rx else XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD
@@ -369,10 +376,11 @@ cdef class XdpPort(Port):
                 raise PortError(self.name, self._reason("busy polling", err))
             self.busy_poll = True
         if rx:
-            # Every rx slot's buffer goes to the kernel, and as many more: it
-            # receives into them, and a slot gets its frame's buffer when one
-            # arrives.
-            n = xsk_ring_prod__reserve(&self.fill, 2 * self.rx.num_slots, &idx)
+            # Every rx slot's buffer goes to the kernel, and one more for each
+            # entry of its rx ring: it receives into them, and a slot gets its
+            # frame's buffer when one arrives.
+            n = xsk_ring_prod__reserve(&self.fill, self.rx.num_slots + _kernel_rx(ring_size),
+                                       &idx)
             for i in range(self.rx.num_slots):
                 xsk_ring_prod__fill_addr(&self.fill, idx + i)[0] = (
                     <uint64_t>self.rx.slots[i].buf_idx * self.bs)
