@@ -196,8 +196,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_bench)
 
     from nmroute import userelements
-    from nmroute.tools import bridge
+    from nmroute.tools import bridge, pktgen
     bridge.add_parser(sub)
+    pktgen.add_parser(sub)
     userelements.add_parser(sub)
     return ap
 
