@@ -142,7 +142,8 @@ class Runtime:
                 if d.tx:
                     name = self.full(p, d.name)
                     index[name] = len(nodes)
-                    nodes.append({"obj": self.ports[name], "kind": "port"})
+                    nodes.append({"obj": self.ports[name], "kind": "port",
+                                  "copy": not p.settings.get("zero_copy", True)})
         port_ctr = {name: cf.add("port", name, scheme=type(port).SCHEME)
                     for name, port in self.ports.items()}
         inputs = []

@@ -51,11 +51,22 @@ def test_one_port_is_bridged_with_its_host_side():
     assert bridge.port_pair(["packet:a", "packet:b"]) == ["packet:a", "packet:b"]
 
 
+def test_loop_and_copy_models():
+    p = bridge.build_pipeline(["packet:veth-a"], loop=True)
+    assert list(p.ports) == ["packet:veth-a"]
+    assert [(lk.src, lk.dst) for lk in p.links] == [("packet:veth-a", "packet:veth-a")]
+    assert p.settings["zero_copy"] is True
+    assert bridge.build_pipeline(["packet:a", "packet:b"], copy=True).settings[
+        "zero_copy"] is False
+    with pytest.raises(bridge.BridgeError, match="-L loops one port back to itself"):
+        bridge.build_pipeline(["packet:a", "packet:b"], loop=True)
+
+
 @pytest.mark.parametrize("ports, message", [
     (["tap:t0"], "tap:t0: a single port is bridged with its host side, which only "
                  "packet:IFACE, xdp:IFACE, netmap:IFACE have; give two ports"),
     (["packet:a", "packet:b", "packet:c"], "give one or two ports with -i, got 3"),
-    (["packet:a", "packet:a"], "packet:a: the two ports are the same"),
+    (["packet:a", "packet:a"], "packet:a: the two ports are the same (-L loops one port back)"),
     (["gen:count=1", "sink"], "gen:count=1: a gen port cannot be both read and written"),
     (["packet:a", "bogus:x"], "bogus:x: unknown port type 'bogus' (a port is written "
                               "SCHEME[:ARG], like 'pcap:in.pcap')"),
@@ -117,3 +128,44 @@ def test_one_port_with_host_side_set_up_by_hand():
         assert p.returncode == 0, err
         assert out.startswith("bridging packet:veth-a <-> host:veth-a")
         assert "h-veth-a" in net.links("dut")     # attached to, not created: it stays
+
+
+_LOOP_ECHO = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5))
+s.bind((sys.argv[1], 0))
+s.settimeout(0.2)
+frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x0a" + b"\x88\xb5" + b"nmroute-loop" + bytes(40)
+back, end = 0, time.monotonic() + 10
+sent = 0
+while time.monotonic() < end and back < 20:
+    if sent < 20:
+        s.send(frame)
+        sent += 1
+    try:
+        data, addr = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    if addr[2] != socket.PACKET_OUTGOING and data[14:26] == b"nmroute-loop":
+        back += 1
+print(sent, back)
+"""
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["zero-copy", "copy"])
+def test_loop_sends_a_port_traffic_back_out_of_it(copy):
+    """bridge -L -i packet:veth-a: what A sends comes back to A (and with
+    -c, copied rather than swapped: the same frames)."""
+    with Net("l") as net:
+        net.hosts("a", "dut")
+        net.veth("a", "a0", "dut", "veth-a")
+        p = bridge_proc(net, "-L", "-i", "packet:veth-a", *(["-c"] if copy else []))
+        try:
+            assert p.stdout.readline().strip() == "looping packet:veth-a back to itself"
+            r = net.run("a", sys.executable, "-c", _LOOP_ECHO, "a0", timeout=30)
+        finally:
+            out, err = net.stop(p)
+        assert r.stdout.split() == ["20", "20"], r.stdout + r.stderr
+        assert p.returncode == 0, err
+        assert f"zero_copy={not copy}" in err, err
+        assert "packet:veth-a -> packet:veth-a: rx " in out, out

@@ -167,7 +167,8 @@ def test_link_of_wrong_shape():
 
 def test_settings_defaults():
     p = load("ports: {src: gen}\nlinks: [src -> sink]\n")
-    assert p.settings == {"batch": 256, "buffer_size": 2048, "ring_size": 1024}
+    assert p.settings == {"batch": 256, "buffer_size": 2048, "ring_size": 1024,
+                          "zero_copy": True}
 
 
 def test_settings_given():
@@ -176,7 +177,8 @@ def test_settings_given():
         ports: {src: gen}
         links: [src -> sink]
         """)
-    assert p.settings == {"batch": 32, "buffer_size": 4096, "ring_size": 256}
+    assert p.settings == {"batch": 32, "buffer_size": 4096, "ring_size": 256,
+                          "zero_copy": True}
 
 
 def test_settings_bad_values_and_unknown():
@@ -815,7 +817,8 @@ def test_valid_pipeline_model():
     p = load(QUICKSTART)
     assert p.name == "quickstart"
     assert p.path == "p.yaml"
-    assert p.settings == {"batch": 64, "buffer_size": 2048, "ring_size": 1024}
+    assert p.settings == {"batch": 64, "buffer_size": 2048, "ring_size": 1024,
+                          "zero_copy": True}
     assert list(p.ports) == ["src", "trace", "out", "sink"]
     src = p.ports["src"]
     assert (src.spec, src.cls, src.rx, src.tx, src.loc) == (
@@ -855,7 +858,7 @@ def test_format_graph():
     text = format_graph(load(QUICKSTART))
     assert text.splitlines() == [
         "pipeline quickstart (p.yaml)",
-        "settings: batch=64 buffer_size=2048 ring_size=1024",
+        "settings: batch=64 buffer_size=2048 ring_size=1024 zero_copy=True",
         "ports:",
         "  src    gen    rx    count=1000 size=60-1500 proto=tcp",
         "  trace  pcap   rx    file=in.pcap",

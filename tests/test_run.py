@@ -375,7 +375,7 @@ def test_check_prints_the_graph(tmp_path):
     assert r.code == OK, str(r)
     lines = r.out.splitlines()
     assert lines[0] == "pipeline p (p.yaml)"
-    assert lines[1] == "settings: batch=256 buffer_size=2048 ring_size=1024"
+    assert lines[1] == "settings: batch=256 buffer_size=2048 ring_size=1024 zero_copy=True"
     links = lines[lines.index("links:") + 1:]
     assert [ln.strip() for ln in links if ln.strip()] == [
         "src -> c", "c -> t", "t [out] -> out", "t [copy] -> drop"]

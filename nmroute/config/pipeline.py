@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from nmroute import registry
-from nmroute.config.params import Custom, Int, Param, ParamError
+from nmroute.config.params import Bool, Custom, Int, Param, ParamError
 from nmroute.config.portname import closest, did_you_mean, split_port_name
 from nmroute.config.yamlloc import ConfigError, ConfigIssue, Loc, YList, YMap, load_yaml
 
@@ -106,6 +106,8 @@ SETTINGS = (
           "bytes per packet buffer", 2048),
     Param("ring_size", Custom("a power of two from 64 to 16384", _ring_size),
           "slots per ring", 1024),
+    Param("zero_copy", Bool(), "forward into a port's tx ring by swapping buffer indexes; "
+          "false: copy every frame (netmap bridge's -c)", True),
 )
 
 TOP_KEYS = ("name", "settings", "ports", "elements", "links")

@@ -88,7 +88,8 @@ cdef class Executor:
                 if (<Port>obj).tx == NULL:
                     raise ValueError(f"port {obj.name} has no tx ring")
                 n.tx = (<Port>obj).tx
-                n.copy = (<Port>obj).tx_ring.pool is not self.pool
+                n.copy = (spec.get("copy", False)
+                          or (<Port>obj).tx_ring.pool is not self.pool)
         for i, spec in enumerate(inputs):
             inp = &self.inputs[i]
             self.n_inputs = i + 1

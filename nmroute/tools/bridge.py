@@ -1,12 +1,16 @@
 """`nmroute bridge`: netmap's bridge.c on any two ports.
 
-    nmroute bridge -i packet:veth-a -i packet:veth-b     two ports, both ways
-    nmroute bridge -i packet:eth0                         eth0 and its host side (host:eth0)
+    nmroute bridge -i xdp:veth-a -i xdp:veth-b           two ports, both ways
+    nmroute bridge -i xdp:eth0                            eth0 and its host side (host:eth0)
+    nmroute bridge -i netmap:eth0                         eth0 and its host rings (eth0^)
+    nmroute bridge -L -i packet:veth-a                    veth-a's traffic sent back out of it
+    nmroute bridge -c -i xdp:a -i xdp:b                   copy frames (zero-copy off)
 
 Everything read on one port is sent on the other, both ways, unchanged, as
 fast as the ports take it. Both ports sit on the process's one buffer pool,
 so a frame moves from one ring to the other by swapping buffer indexes (the
-copies left are those a backend makes between the kernel's ring and the pool).
+copies left are those a backend makes between the kernel's ring and the
+pool); -c copies every frame instead, as bridge.c's -c does.
 
 It is a pipeline like any other, built in memory: two ports and the chains
 `a -> b` and `b -> a`, run by nmroute.runtime.Runtime. Counters per
@@ -48,6 +52,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="frames moved per batch, 1..256 (default 256)")
     p.add_argument("-w", dest="wait", type=_int_range(0, 3600), default=0, metavar="WAIT",
                    help="seconds to wait for the links after opening (default 0)")
+    p.add_argument("-L", dest="loop", action="store_true",
+                   help="with one port: send what it receives back out of it (loopback), "
+                        "instead of bridging it with its host side")
+    p.add_argument("-c", dest="copy", action="store_true",
+                   help="copy every frame instead of swapping buffer indexes (zero-copy off)")
     p.add_argument("-v", dest="every_second", action="store_true",
                    help="print the counters of each direction every second")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
@@ -69,14 +78,19 @@ class BridgeError(Exception):
     """A port name that does not make a bridge; str() is one line."""
 
 
-def port_pair(names: list[str]) -> list[str]:
-    """The two port names bridged: as given, or one port and its host side."""
+def port_pair(names: list[str], loop: bool = False) -> list[str]:
+    """The two port names bridged: as given, one port and its host side, or
+    (loop) one port twice."""
     from nmroute.config.portname import parse_port_name
     from nmroute.config.params import ParamError
     if len(names) == 2:
+        if loop and names[0] != names[1]:
+            raise BridgeError("-L loops one port back to itself: give one port")
         return list(names)
     if len(names) != 1:
         raise BridgeError(f"give one or two ports with -i, got {len(names)}")
+    if loop:
+        return [names[0], names[0]]
     try:
         scheme, params = parse_port_name(names[0])
     except ParamError as e:
@@ -123,15 +137,21 @@ def _port_decl(key: str, text: str):
     return PortDecl(key, text, cls, params, rx=True, tx=True)
 
 
-def build_pipeline(names: list[str], batch: int = 256):
-    """The bridge as a pipeline model: ports a and b, chains a -> b and b -> a."""
+def build_pipeline(names: list[str], batch: int = 256, loop: bool = False,
+                   copy: bool = False):
+    """The bridge as a pipeline model: ports a and b, chains a -> b and b ->
+    a; with loop, one port and the chain a -> a."""
     from nmroute.config.pipeline import SETTINGS, Link, Pipeline
-    a, b = port_pair(names)
-    if a == b:
-        raise BridgeError(f"{a}: the two ports are the same")
+    a, b = port_pair(names, loop)
+    if a == b and not loop:
+        raise BridgeError(f"{a}: the two ports are the same (-L loops one port back)")
     settings = {p.name: p.default_value() for p in SETTINGS}
     settings["batch"] = batch
+    settings["zero_copy"] = not copy
     # Ports are named by their port names, so errors and counters say which.
+    if loop:
+        return Pipeline("bridge", "<bridge>", settings, {a: _port_decl(a, a)}, {},
+                        [Link(a, 0, a)])
     ports = {a: _port_decl(a, a), b: _port_decl(b, b)}
     links = [Link(a, 0, b), Link(b, 0, a)]
     return Pipeline("bridge", "<bridge>", settings, ports, {}, links)
@@ -140,7 +160,7 @@ def build_pipeline(names: list[str], batch: int = 256):
 def direction_lines(snap, prev, dt, a, b) -> list[str]:
     """One line per direction: frames and bytes moved, rate over dt, drops."""
     lines = []
-    for src, dst in ((a, b), (b, a)):
+    for src, dst in ((a, b), (b, a)) if a != b else ((a, a),):
         s, d = snap["ports"][src], snap["ports"][dst]
         p = prev["ports"][dst] if prev else {"tx": 0, "tx_bytes": 0}
         rate = ""
@@ -160,10 +180,10 @@ def main(args) -> int:
     from nmroute.runtime import Runtime, RunError, check_accounting
 
     try:
-        pipeline = build_pipeline(args.ports, args.batch)
+        pipeline = build_pipeline(args.ports, args.batch, args.loop, args.copy)
     except BridgeError as e:
         return errors.fail(str(e), errors.BAD_CONFIG)
-    a, b = pipeline.ports
+    a, b = (list(pipeline.ports) * 2)[:2]      # a loop has one port: a == b
     rt = Runtime([pipeline])
     try:
         rt.build()
@@ -186,8 +206,10 @@ def main(args) -> int:
             log.info("waiting for the links", seconds=args.wait)
             time.sleep(args.wait)
         log.info("bridging", a=a, b=b, batch=args.batch,
-                 zero_copy=all(p.tx_ring.pool is rt.pool for p in rt.ports.values()))
-        print(f"bridging {a} <-> {b}", flush=True)
+                 zero_copy=not args.copy and all(p.tx_ring.pool is rt.pool
+                                                 for p in rt.ports.values()))
+        print(f"looping {a} back to itself" if a == b else f"bridging {a} <-> {b}",
+              flush=True)
         elapsed = rt.run(args.duration, 1.0 if args.every_second else None, on_stats)
     finally:
         snap = rt.finish()
