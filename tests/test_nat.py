@@ -1,7 +1,8 @@
 """nat: scapy-built packets from inside and outside, outputs read back per
 output and compared with scapy-built expectations (checksums recomputed by
 scapy), checksums also validated by tshark; port exhaustion, expiry, ICMP
-echo and ICMP errors (RFC 5508); malformed and random frames (hypothesis).
+echo, ICMP errors both ways (RFC 5508), TCP close and the transitory timeout
+(RFC 5382); malformed and random frames (hypothesis).
 
 Each input file is one pcap port; all files are smaller than a batch, so
 the executor takes them in the order they are declared, one batch each:
@@ -104,15 +105,41 @@ def translated_out(pkt, port):
     return bytes(q)
 
 
-def test_outbound_translation_and_replies(tmp_path):
-    inside = inside_traffic()
-    replies = [
+def replies_to_inside_traffic():
+    """The outside's replies to inside_traffic(), as sent to the NAT."""
+    return [
         ETH_BACK / IP(src="198.19.0.1", dst=EXT) / UDP(sport=53, dport=20000) / Raw(b"answer"),
         ETH_BACK / IP(src="198.19.0.2", dst=EXT) / TCP(sport=80, dport=20000, flags="SA",
                                                       ack=1001),
         ETH_BACK / IP(src="198.19.0.3", dst=EXT) / ICMP(type=0, id=20000, seq=1) / Raw(b"ping"),
         ETH_BACK / IP(src="198.19.0.1", dst=EXT) / UDP(sport=53, dport=20001, chksum=0)
         / Raw(b"x"),
+    ]
+
+
+def translated_back(rep, orig):
+    """What NAT should send in for a reply `rep` to the inside packet `orig`:
+    destination and port (or echo id) replaced, checksums recomputed (a UDP
+    checksum of 0 kept)."""
+    q = rep.copy()
+    q[IP].dst = orig[IP].src
+    del q[IP].chksum
+    if UDP in q:
+        q[UDP].dport = orig[UDP].sport
+        if rep[UDP].chksum != 0:
+            del q[UDP].chksum
+    elif TCP in q:
+        q[TCP].dport = orig[TCP].sport
+        del q[TCP].chksum
+    else:
+        q[ICMP].id = orig[ICMP].id
+        del q[ICMP].chksum
+    return bytes(q)
+
+
+def test_outbound_translation_and_replies(tmp_path):
+    inside = inside_traffic()
+    replies = replies_to_inside_traffic() + [
         # unknown inbound: wrong remote port, unused external port, a protocol, a request
         ETH_BACK / IP(src="198.19.0.1", dst=EXT) / UDP(sport=54, dport=20000),
         ETH_BACK / IP(src="198.19.0.1", dst=EXT) / UDP(sport=53, dport=20500),
@@ -124,23 +151,7 @@ def test_outbound_translation_and_replies(tmp_path):
     # UDP and TCP and ICMP have a port pool each; the second UDP flow gets the next port.
     assert out == [translated_out(inside[0], 20000), translated_out(inside[1], 20000),
                    translated_out(inside[2], 20000), translated_out(inside[3], 20001)]
-    exp_back = []
-    for rep, orig in zip(replies[:4], [inside[0], inside[1], inside[2], inside[3]]):
-        q = rep.copy()
-        q[IP].dst = orig[IP].src
-        del q[IP].chksum
-        if UDP in q:
-            q[UDP].dport = orig[UDP].sport
-            if rep[UDP].chksum != 0:
-                del q[UDP].chksum
-        elif TCP in q:
-            q[TCP].dport = orig[TCP].sport
-            del q[TCP].chksum
-        else:
-            q[ICMP].id = orig[ICMP].id
-            del q[ICMP].chksum
-        exp_back.append(bytes(q))
-    assert back == exp_back
+    assert back == [translated_back(rep, orig) for rep, orig in zip(replies[:4], inside)]
     assert Ether(back[3])[UDP].chksum == 0          # 0 stays 0
     assert elem(r)["drops"] == {"nat-no-mapping": 5}
     assert elem(r)["out"] == {"out": 4, "in": 4}
@@ -155,7 +166,8 @@ def test_counters_reported(tmp_path):
     assert len(out) == 8
     row = [ln for ln in r.out.splitlines() if ln.split()[:1] == ["nat"]]
     assert row and row[0].endswith(
-        "flows=4, allocations=4, expirations=0, port_exhaustion=0, unknown_inbound=1"), r.out
+        "flows=4, allocations=4, expirations=0, port_exhaustion=0, unknown_inbound=1, "
+        "tcp_transitory=0, tcp_reused=0"), r.out
 
 
 def test_not_ipv4_and_fragments_dropped(tmp_path):
@@ -332,6 +344,146 @@ def test_icmp_errors_quoting_translated_packets(tmp_path):
     assert tshark_bad(tmp_path / "back.pcap") == []
 
 
+def inside_error(received, typ, code, keep=None, src=None, dst=None):
+    """An ICMP error from inside (from the host the quoted packet reached,
+    or from `src`, a router) quoting `received`, the frame NAT sent in, cut
+    to `keep` bytes of its IP packet."""
+    inner = Ether(received)[IP]
+    data = bytes(inner)[:keep] if keep else bytes(inner)
+    return (ETH / IP(src=src or inner.dst, dst=dst or inner.src) / ICMP(type=typ, code=code)
+            / Raw(data))
+
+
+def test_icmp_errors_from_inside_quoting_packets_let_in(tmp_path):
+    """RFC 5508 section 4.2: an inside host's (or router's) error about a
+    packet that came in through a flow leaves with the quoted destination
+    translated back to the external address and port, as the remote sent
+    it, and the outer source the external address."""
+    inside = inside_traffic()
+    replies = replies_to_inside_traffic()
+    received = [translated_back(rep, orig) for rep, orig in zip(replies, inside)]
+    cases = [  # (quoted reply, type, code, keep, sender)
+        (0, 3, 3, None, None),              # port unreachable, whole UDP datagram
+        (1, 11, 0, 28, "198.18.0.254"),     # a router's time exceeded, 8 bytes of TCP
+        (1, 12, 0, 40, None),               # parameter problem, whole TCP header
+        (2, 3, 1, None, "198.18.0.254"),    # host unreachable for an echo reply
+        (3, 3, 3, None, None),              # a UDP datagram without checksum
+    ]
+    errors = [inside_error(received[i], typ, code, keep, src)
+              for i, typ, code, keep, src in cases]
+    stray = ETH / IP(src="198.19.0.1", dst="198.18.0.10") / UDP(sport=54, dport=5555)
+    echo_req = ETH / IP(src="198.19.0.3", dst="198.18.0.11") / ICMP(type=8, id=77)
+    errors += [
+        inside_error(bytes(stray), 3, 3),                # no flow has that remote port
+        inside_error(bytes(echo_req), 3, 1),             # quotes a request: no flow
+        inside_error(received[0], 3, 3, keep=24),        # cut short
+        ETH / IP(src="198.18.0.10", dst="198.19.0.1") / ICMP(type=5, code=1)
+        / Raw(bytes(Ether(received[0])[IP])),            # a redirect: not translated
+        ETH / IPv6(src="2001:2::10", dst="2001:2:0:1::1") / Raw(
+            bytes.fromhex("01040000") + b"\x00" * 4 + b"\x60" + b"\x00" * 47),  # ICMPv6
+    ]
+    errors[-1][IPv6].nh = 58
+    r, out, back = run_nat(tmp_path, [[(T0, p) for p in inside], [(T0, p) for p in replies],
+                                      [(T0, p) for p in errors]])
+    assert back == received
+    assert out[:4] == [translated_out(inside[0], 20000), translated_out(inside[1], 20000),
+                       translated_out(inside[2], 20000), translated_out(inside[3], 20001)]
+    exp = []
+    for i, typ, code, keep, _ in cases:
+        sent = bytes(Ether(bytes(replies[i]))[IP])       # the reply as the remote sent it
+        exp.append(bytes(ETH / IP(src=EXT, dst=replies[i][IP].src)
+                         / ICMP(type=typ, code=code) / Raw(sent[:keep] if keep else sent)))
+    assert out[4:] == exp
+    # The quoted headers read back as what the remote sent, checksums right.
+    q = Ether(out[4])
+    assert q[IP].src == EXT and q[IPerror].dst == EXT and q[UDPerror].dport == 20000
+    assert Ether(out[5])[IP].src == EXT and Ether(out[5])[TCPerror].dport == 20000
+    assert Ether(out[8])[UDPerror].chksum == 0                  # 0 stays 0
+    assert elem(r)["drops"] == {"nat-no-mapping": 3, "malformed": 1, "not-ip": 1}
+    assert "unknown_inbound=0" in r.out and "flows=4," in r.out
+    assert tshark_bad(tmp_path / "out.pcap") == []
+
+
+def test_icmp_error_from_inside_refreshes_no_flow(tmp_path):
+    """A flow whose only traffic after 0.8 s is an inside host's error about
+    it expires at 1 s as if idle, and the next error about it is dropped."""
+    out_pkt = inside_traffic()[0]
+    reply = replies_to_inside_traffic()[0]
+    err = inside_error(translated_back(reply, out_pkt), 3, 3)
+    r, out, back = run_nat(tmp_path, [[(T0, out_pkt)], [(T0 + S // 2, reply)],
+                                      [(T0 + 8 * S // 10, err)], [(T0 + 16 * S // 10, err)]],
+                           udp_timeout=1)
+    assert len(out) == 2 and len(back) == 1
+    assert elem(r)["drops"] == {"nat-no-mapping": 1}
+    assert "expirations=1" in r.out
+
+
+# --- TCP close (RFC 5382) -----------------------------------------------------------
+
+def tcp_out(sport, flags, dport=80):
+    return ETH / IP(src="198.18.0.10", dst="198.19.0.2") / TCP(sport=sport, dport=dport,
+                                                               flags=flags)
+
+
+def tcp_in(port, flags, sport=80):
+    return ETH_BACK / IP(src="198.19.0.2", dst=EXT) / TCP(sport=sport, dport=port, flags=flags)
+
+
+def test_tcp_close_moves_flow_to_transitory_timeout(tmp_path):
+    """Five connections (ports 20000-20004): A closes with a FIN each way, B
+    with one FIN only, C is reset from outside, D from inside, E closes
+    with a FIN each way but is refreshed later. With a 2 s transitory and
+    100 s established timeout, at 4 s A, C and D are gone (idle 3 s), B
+    lives on the established timeout and E (idle 1.5 s) on the transitory."""
+    a, b, c, d, e = 20000, 20001, 20002, 20003, 20004
+    syns = [tcp_out(40001 + i, "S") for i in range(5)]
+    closes = [tcp_out(40001, "FA"), tcp_in(a, "FA"), tcp_out(40002, "FA"), tcp_in(c, "R"),
+              tcp_out(40004, "RA"), tcp_in(e, "FA"), tcp_out(40005, "FA")]
+    acks = [tcp_in(p, "A") for p in (a, b, c, d, e)]
+    r, out, back = run_nat(tmp_path, [
+        [(T0, p) for p in syns], [(T0 + S, p) for p in closes],
+        [(T0 + 25 * S // 10, tcp_out(40005, "A"))], [(T0 + 4 * S, p) for p in acks]],
+        tcp_timeout=100, tcp_transitory_timeout=2)
+    assert [Ether(f)[TCP].sport for f in out] == [a, b, c, d, e, a, b, d, e, e]
+    assert [Ether(f)[TCP].dport for f in back] == [40001, 40003, 40005, 40002, 40005]
+    assert [str(Ether(f)[TCP].flags) for f in back] == ["FA", "R", "FA", "A", "A"]
+    assert elem(r)["drops"] == {"nat-no-mapping": 3}
+    assert "flows=2, allocations=5, expirations=3," in r.out
+    assert "tcp_transitory=4, tcp_reused=0" in r.out
+    assert tshark_bad(tmp_path / "out.pcap") == []
+    assert tshark_bad(tmp_path / "back.pcap") == []
+
+
+def test_syn_reopens_a_closing_flow(tmp_path):
+    """F and G are reset at 1 s; F's inside host opens the same 5-tuple
+    again at 2 s: it keeps its port and the established timeout, and its
+    SYN-ACK at 10 s gets in. G expired on the 2 s transitory timeout."""
+    r, out, back = run_nat(tmp_path, [
+        [(T0, tcp_out(40010, "S")), (T0, tcp_out(40011, "S"))],
+        [(T0 + S, tcp_in(20000, "R")), (T0 + S, tcp_in(20001, "R"))],
+        [(T0 + 2 * S, tcp_out(40010, "S"))],
+        [(T0 + 10 * S, tcp_in(20000, "SA")), (T0 + 10 * S, tcp_in(20001, "SA"))]],
+        tcp_timeout=100, tcp_transitory_timeout=2)
+    assert [Ether(f)[TCP].sport for f in out] == [20000, 20001, 20000]
+    assert [Ether(f)[TCP].dport for f in back] == [40010, 40011, 40010]
+    assert elem(r)["drops"] == {"nat-no-mapping": 1}
+    assert "tcp_transitory=2, tcp_reused=1" in r.out and "expirations=1," in r.out
+
+
+def test_transitory_timeout_defaults_to_240s(tmp_path):
+    """Defaults: a flow closed at 1 s still answers at 200 s (idle 199 s);
+    another closed at 1 s is gone at 242 s (idle 241 s), while an open one,
+    idle as long, is not (established: 7440 s)."""
+    r, out, back = run_nat(tmp_path, [
+        [(T0, tcp_out(40001 + i, "S")) for i in range(3)],
+        [(T0 + S, tcp_in(20000, "R")), (T0 + S, tcp_in(20001, "R"))],
+        [(T0 + 200 * S, tcp_in(20000, "A"))],
+        [(T0 + 242 * S, tcp_in(20001, "A")), (T0 + 242 * S, tcp_in(20002, "A"))]])
+    assert [Ether(f)[TCP].dport for f in back] == [40001, 40002, 40001, 40003]
+    assert elem(r)["drops"] == {"nat-no-mapping": 1}
+    assert "expirations=1," in r.out
+
+
 # --- fuzz ---------------------------------------------------------------------------
 
 def mutated(data, seed):
@@ -347,9 +499,14 @@ def mutated(data, seed):
 @given(frames=st.lists(st.binary(min_size=0, max_size=120), max_size=40),
        seeds=st.lists(st.integers(0, 2**32), min_size=1, max_size=40))
 def test_fuzz_random_and_mutated_frames(tmp_path, frames, seeds):
-    base = [bytes(p) for p in inside_traffic()] + [
-        bytes(quote_error(bytes(Ether(translated_out(inside_traffic()[0], 20000))[IP]), 3, 3)),
-        bytes(ETH_BACK / IP(src="198.19.0.1", dst=EXT) / UDP(sport=53, dport=20000))]
+    inside = inside_traffic()
+    reply = replies_to_inside_traffic()[0]
+    base = [bytes(p) for p in inside] + [
+        bytes(quote_error(bytes(Ether(translated_out(inside[0], 20000))[IP]), 3, 3)),
+        bytes(inside_error(translated_back(reply, inside[0]), 3, 3)),
+        bytes(inside_error(translated_back(reply, inside[0]), 11, 0, keep=28)),
+        bytes(ETH_BACK / IP(src="198.19.0.1", dst=EXT) / UDP(sport=53, dport=20000)),
+        bytes(tcp_in(20000, "R")), bytes(tcp_out(40000, "FA")), bytes(tcp_out(40000, "S"))]
     fz = [bytes(f) for f in frames] + [mutated(base[s % len(base)], s) for s in seeds]
     fz = [f for f in fz if f]
     shutil.rmtree(tmp_path / "f", ignore_errors=True)

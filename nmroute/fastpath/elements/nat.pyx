@@ -22,10 +22,12 @@ cdef enum:
     OUT_OUT = 0              # translated towards the outside
     OUT_IN = 1               # translated back towards the inside
     NIL = 0xFFFFFFFF
-    P_TCP = 0                # protocol index: timeouts, port pools, expiry lists
+    P_TCP = 0                # protocol index: port pools; also expiry lists and timeouts
     P_UDP = 1
     P_ICMP = 2
     N_PROTO = 3
+    L_TCP_TRANS = 3          # expiry list (and timeout) of TCP flows closing (RFC 5382)
+    N_LISTS = 4
     MAX_EXTERNAL = 64
     ICMP_ECHO_REPLY = 0
     ICMP_UNREACH = 3
@@ -38,7 +40,18 @@ cdef enum:
     C_EXPIRED = 2
     C_NO_PORT = 3
     C_NO_MAPPING = 4
+    C_TCP_TRANS = 5
+    C_TCP_REUSED = 6
     TO_IN = -1               # outbound()/inbound() result: send to `in`
+    # TCP header flags (byte 13)
+    TH_FIN = 0x01
+    TH_SYN = 0x02
+    TH_RST = 0x04
+    TH_ACK = 0x10
+    # Flow.tcp: what was seen of the connection
+    T_FIN_OUT = 1            # a FIN from inside
+    T_FIN_IN = 2             # a FIN from outside
+    T_CLOSING = 4            # a RST, or both FINs: on the transitory timeout
 
 
 # One translation. Outbound key: (proto, in_addr, in_port, rem_addr, rem_port);
@@ -54,9 +67,11 @@ cdef struct Flow:
     uint16_t rem_port
     uint16_t ext_port
     uint8_t proto
-    uint8_t pi
-    uint16_t ai              # index of ext_addr in the external range
-    uint32_t prev            # expiry list of its protocol, oldest first
+    uint8_t pi               # protocol index (P_*): its port pool
+    uint8_t ai               # index of ext_addr in the external range (< MAX_EXTERNAL)
+    uint8_t li               # expiry list: pi, or L_TCP_TRANS
+    uint8_t tcp              # T_* flags (TCP flows)
+    uint32_t prev            # expiry list, oldest first
     uint32_t next
     uint64_t last_seen       # ns, on the element's clock
     uint64_t queued          # last_seen when it was (re)queued at the tail
@@ -67,7 +82,7 @@ cdef struct NatState:
     uint32_t n_addrs
     uint16_t port_lo
     uint32_t n_ports
-    uint64_t timeout[N_PROTO]
+    uint64_t timeout[N_LISTS]
     bint packet_clock
     uint64_t now
     Flow* flows
@@ -80,8 +95,8 @@ cdef struct NatState:
     uint16_t* ports          # per (protocol, address): a FIFO ring of free ports
     uint32_t* port_head
     uint32_t* port_count
-    uint32_t head[N_PROTO]
-    uint32_t tail[N_PROTO]
+    uint32_t head[N_LISTS]
+    uint32_t tail[N_LISTS]
 
 
 cdef inline uint32_t hkey(uint8_t proto, uint32_t a, uint16_t ap, uint32_t b,
@@ -156,22 +171,29 @@ cdef inline void list_unlink(NatState* s, Flow* f) noexcept nogil:
     if f.prev != NIL:
         s.flows[f.prev].next = f.next
     else:
-        s.head[f.pi] = f.next
+        s.head[f.li] = f.next
     if f.next != NIL:
         s.flows[f.next].prev = f.prev
     else:
-        s.tail[f.pi] = f.prev
+        s.tail[f.li] = f.prev
 
 
 cdef inline void list_append(NatState* s, Flow* f, uint32_t idx) noexcept nogil:
     f.next = NIL
-    f.prev = s.tail[f.pi]
+    f.prev = s.tail[f.li]
     if f.prev != NIL:
         s.flows[f.prev].next = idx
     else:
-        s.head[f.pi] = idx
-    s.tail[f.pi] = idx
+        s.head[f.li] = idx
+    s.tail[f.li] = idx
     f.queued = f.last_seen
+
+
+cdef inline void list_move(NatState* s, Flow* f, uint32_t idx, uint8_t li) noexcept nogil:
+    """Put a flow (just refreshed) at the tail of another expiry list."""
+    list_unlink(s, f)
+    f.li = li
+    list_append(s, f, idx)
 
 
 cdef void free_flow(NatState* s, uint32_t idx) noexcept nogil:
@@ -189,16 +211,16 @@ cdef void free_flow(NatState* s, uint32_t idx) noexcept nogil:
 
 
 cdef void expire(NatState* s, uint64_t* stats) noexcept nogil:
-    """Free the flows idle longer than their protocol's timeout. Each list is
+    """Free the flows idle longer than their list's timeout. Each list is
     ordered by `queued`; a head refreshed since is requeued, not freed."""
-    cdef int pi
+    cdef int li
     cdef uint32_t idx
     cdef Flow* f
-    for pi in range(N_PROTO):
-        while s.head[pi] != NIL:
-            idx = s.head[pi]
+    for li in range(N_LISTS):
+        while s.head[li] != NIL:
+            idx = s.head[li]
             f = &s.flows[idx]
-            if s.now - f.last_seen > s.timeout[pi]:
+            if s.now - f.last_seen > s.timeout[li]:
                 free_flow(s, idx)
                 stats[C_FLOWS] -= 1
                 stats[C_EXPIRED] += 1
@@ -232,7 +254,9 @@ cdef inline uint32_t new_flow(NatState* s, uint8_t proto, uint8_t pi, uint32_t i
     s.port_count[pool] -= 1
     f.proto = proto
     f.pi = pi
-    f.ai = <uint16_t>ai
+    f.ai = <uint8_t>ai
+    f.li = pi
+    f.tcp = 0
     f.in_addr = in_addr
     f.in_port = in_port
     f.rem_addr = rem_addr
@@ -314,6 +338,120 @@ cdef inline uint8_t* l4_csum(uint8_t* l4, uint8_t proto, uint32_t have) noexcept
     return NULL
 
 
+cdef inline void tcp_track(NatState* s, Flow* f, uint32_t idx, uint8_t flags, uint8_t fin,
+                           uint64_t* stats) noexcept nogil:
+    """Follow a TCP flow's close (RFC 5382 REQ-5), f just refreshed by a
+    segment with these flags (fin: T_FIN_OUT or T_FIN_IN, its direction). A
+    RST either way, or a FIN each way, moves it to the transitory timeout;
+    a SYN without ACK on a closing flow (a new connection on the same
+    5-tuple) takes it back to the established one, keeping its port."""
+    if f.tcp & T_CLOSING:
+        if flags & (TH_SYN | TH_ACK | TH_RST) == TH_SYN:
+            f.tcp = 0
+            list_move(s, f, idx, P_TCP)
+            stats[C_TCP_REUSED] += 1
+        return
+    if flags & TH_FIN:
+        f.tcp |= fin
+    if flags & TH_RST or f.tcp & (T_FIN_OUT | T_FIN_IN) == T_FIN_OUT | T_FIN_IN:
+        f.tcp |= T_CLOSING
+        list_move(s, f, idx, L_TCP_TRANS)
+        stats[C_TCP_TRANS] += 1
+
+
+cdef inline bint is_icmp_error(uint8_t t) noexcept nogil:
+    return t == ICMP_UNREACH or t == ICMP_TIME_EXCEEDED or t == ICMP_PARAM_PROBLEM
+
+
+cdef inline int icmp_error(NatState* s, Desc* p, bint from_inside) noexcept nogil:
+    """An ICMP error quoting a packet of a flow (RFC 5508): 0 (to `out`),
+    TO_IN or a drop reason. From outside (section 4.1) it quotes a packet
+    the NAT sent: the quoted source (external address and port) goes back
+    to the inside host's, and so does the outer destination. From inside
+    (section 4.2, REQ-4) it quotes a packet the NAT translated in: the
+    quoted destination (the inside host's address and port) becomes the
+    external ones, and the outer source, whichever inside host sent the
+    error, the flow's external address. The quoted checksums (as far as
+    the quote holds them), the ICMP checksum and the outer IP checksum are
+    updated incrementally. A quote is looked up, never refreshes a flow."""
+    cdef uint8_t* ip = p.data + p.l3_off
+    cdef uint8_t* icmp = p.data + p.l4_off
+    cdef uint32_t avail = <uint32_t>p.l3_off + p.l3_len - p.l4_off - 8, ihl
+    cdef uint8_t* inner = icmp + 8
+    cdef uint8_t* il4
+    cdef uint8_t* ocs = icmp + 2
+    cdef uint8_t* ics
+    cdef uint8_t* pa
+    cdef uint8_t* pf
+    cdef uint8_t iproto
+    cdef uint16_t isport, idport, old, oldp, newp, c
+    cdef uint32_t isrc, idst, olda, newa, idx
+    cdef Flow* f
+    if avail < 28 or inner[0] >> 4 != 4:
+        return DROP_MALFORMED
+    ihl = (inner[0] & 0x0F) * 4
+    if ihl < 20 or ihl + 8 > avail:
+        return DROP_MALFORMED
+    if rd16(inner + 6) & 0x1FFF:
+        return DROP_NAT_NO_MAPPING          # quotes a non-first fragment: no ports
+    il4 = inner + ihl
+    iproto = inner[9]
+    isrc = rd32(inner + 12)
+    idst = rd32(inner + 16)
+    if iproto == IPPROTO_TCP or iproto == IPPROTO_UDP:
+        isport = rd16(il4)
+        idport = rd16(il4 + 2)
+        pf = il4 + 2 if from_inside else il4
+    elif iproto == IPPROTO_ICMP and il4[0] == (ICMP_ECHO_REPLY if from_inside else ICMP_ECHO):
+        # The identifier is the inside host's end; the remote's "port" is 0.
+        isport = 0 if from_inside else rd16(il4 + 4)
+        idport = rd16(il4 + 4) if from_inside else 0
+        pf = il4 + 4
+    else:
+        return DROP_NAT_NO_MAPPING
+    if from_inside:
+        idx = find_out(s, iproto, idst, idport, isrc, isport,
+                       hkey(iproto, idst, idport, isrc, isport))
+        if idx == NIL:
+            return DROP_NAT_NO_MAPPING
+        f = &s.flows[idx]
+        pa = inner + 16
+        olda = idst
+        newa = f.ext_addr
+        newp = f.ext_port
+    else:
+        if isrc != rd32(ip + 16):
+            return DROP_NAT_NO_MAPPING
+        idx = find_in(s, iproto, isrc, isport, idst, idport,
+                      hkey(iproto, isrc, isport, idst, idport))
+        if idx == NIL:
+            return DROP_NAT_NO_MAPPING
+        f = &s.flows[idx]
+        pa = inner + 12
+        olda = isrc
+        newa = f.in_addr
+        newp = f.in_port
+    ics = l4_csum(il4, iproto, avail - ihl)
+    oldp = rd16(pf)
+    put16(pf, newp, ocs, NULL)
+    if ics != NULL:
+        c = csum_update16(rd16(ics), oldp, newp)
+        if iproto != IPPROTO_ICMP:
+            c = csum_update32(c, olda, newa)          # the pseudo-header's address
+            if iproto == IPPROTO_UDP and c == 0:
+                c = 0xFFFF
+        put_cs(ics, c, ocs)
+    # The quoted address and its header checksum, both under the ICMP checksum.
+    old = rd16(inner + 10)
+    put32(pa, newa, ocs, NULL)
+    put_cs(inner + 10, csum_update32(old, olda, newa), ocs)
+    if from_inside:
+        put32(ip + 12, newa, ip + 10, NULL)
+        return 0
+    put32(ip + 16, newa, ip + 10, NULL)
+    return TO_IN
+
+
 cdef inline int outbound(NatState* s, Desc* p, uint64_t* stats, uint32_t h) noexcept nogil:
     """A packet from inside (h: its key's hash, see key_hash): 0 (translated,
     to `out`) or a drop reason."""
@@ -330,6 +468,8 @@ cdef inline int outbound(NatState* s, Desc* p, uint64_t* stats, uint32_t h) noex
     elif proto == IPPROTO_ICMP and l4[0] == ICMP_ECHO:
         pi = P_ICMP
         sport = rd16(l4 + 4)
+    elif proto == IPPROTO_ICMP and is_icmp_error(l4[0]):
+        return icmp_error(s, p, True)
     else:
         return DROP_NAT_NO_MAPPING
     idx = find_out(s, proto, src, sport, dst, dport, h)
@@ -339,72 +479,14 @@ cdef inline int outbound(NatState* s, Desc* p, uint64_t* stats, uint32_t h) noex
             return reason
     f = &s.flows[idx]
     f.last_seen = s.now
+    if proto == IPPROTO_TCP:
+        tcp_track(s, f, idx, l4[13], T_FIN_OUT, stats)
     translate(ip + 12, l4 + (4 if proto == IPPROTO_ICMP else 0), f.ext_addr, f.ext_port,
               ip + 10, l4, proto)
     return 0
 
 
-cdef inline int icmp_error(NatState* s, Desc* p, uint32_t dst) noexcept nogil:
-    """An ICMP error from outside quoting a packet we translated: translate
-    the quoted header back (RFC 5508) and the outer destination. Returns
-    TO_IN or a drop reason."""
-    cdef uint8_t* ip = p.data + p.l3_off
-    cdef uint8_t* icmp = p.data + p.l4_off
-    cdef uint32_t avail = <uint32_t>p.l3_off + p.l3_len - p.l4_off - 8, ihl
-    cdef uint8_t* inner = icmp + 8
-    cdef uint8_t* il4
-    cdef uint8_t* ocs = icmp + 2
-    cdef uint8_t* ics
-    cdef uint8_t iproto
-    cdef uint8_t* pf
-    cdef uint16_t isport, idport = 0, old, oldp, c
-    cdef uint32_t isrc, idst, idx
-    cdef Flow* f
-    if avail < 28 or inner[0] >> 4 != 4:
-        return DROP_MALFORMED
-    ihl = (inner[0] & 0x0F) * 4
-    if ihl < 20 or ihl + 8 > avail:
-        return DROP_MALFORMED
-    if rd16(inner + 6) & 0x1FFF:
-        return DROP_NAT_NO_MAPPING          # quotes a non-first fragment: no ports
-    il4 = inner + ihl
-    iproto = inner[9]
-    isrc = rd32(inner + 12)
-    idst = rd32(inner + 16)
-    if isrc != dst:
-        return DROP_NAT_NO_MAPPING
-    if iproto == IPPROTO_TCP or iproto == IPPROTO_UDP:
-        isport = rd16(il4)
-        idport = rd16(il4 + 2)
-    elif iproto == IPPROTO_ICMP and il4[0] == ICMP_ECHO:
-        isport = rd16(il4 + 4)
-    else:
-        return DROP_NAT_NO_MAPPING
-    idx = find_in(s, iproto, isrc, isport, idst, idport,
-                  hkey(iproto, isrc, isport, idst, idport))
-    if idx == NIL:
-        return DROP_NAT_NO_MAPPING
-    f = &s.flows[idx]
-    ics = l4_csum(il4, iproto, avail - ihl)
-    pf = il4 + 4 if iproto == IPPROTO_ICMP else il4
-    oldp = rd16(pf)
-    put16(pf, f.in_port, ocs, NULL)
-    if ics != NULL:
-        c = csum_update16(rd16(ics), oldp, f.in_port)
-        if iproto != IPPROTO_ICMP:
-            c = csum_update32(c, isrc, f.in_addr)     # the pseudo-header's source
-            if iproto == IPPROTO_UDP and c == 0:
-                c = 0xFFFF
-        put_cs(ics, c, ocs)
-    # Inner IP source and its header checksum, both under the outer ICMP checksum.
-    old = rd16(inner + 10)
-    put32(inner + 12, f.in_addr, ocs, NULL)
-    put_cs(inner + 10, csum_update32(old, isrc, f.in_addr), ocs)
-    put32(ip + 16, f.in_addr, ip + 10, NULL)
-    return TO_IN
-
-
-cdef inline int inbound(NatState* s, Desc* p, uint32_t h) noexcept nogil:
+cdef inline int inbound(NatState* s, Desc* p, uint32_t h, uint64_t* stats) noexcept nogil:
     """A packet to an external address (h: its key's hash, see key_hash):
     TO_IN or a drop reason."""
     cdef uint8_t* ip = p.data + p.l3_off
@@ -421,8 +503,8 @@ cdef inline int inbound(NatState* s, Desc* p, uint32_t h) noexcept nogil:
         t = l4[0]
         if t == ICMP_ECHO_REPLY:
             dport = rd16(l4 + 4)
-        elif t == ICMP_UNREACH or t == ICMP_TIME_EXCEEDED or t == ICMP_PARAM_PROBLEM:
-            return icmp_error(s, p, dst)
+        elif is_icmp_error(t):
+            return icmp_error(s, p, False)
         else:
             return DROP_NAT_NO_MAPPING
     else:
@@ -432,6 +514,8 @@ cdef inline int inbound(NatState* s, Desc* p, uint32_t h) noexcept nogil:
         return DROP_NAT_NO_MAPPING
     f = &s.flows[idx]
     f.last_seen = s.now
+    if proto == IPPROTO_TCP:
+        tcp_track(s, f, idx, l4[13], T_FIN_IN, stats)
     translate(ip + 16, l4 + (4 if proto == IPPROTO_ICMP else 2), f.in_addr, f.in_port,
               ip + 10, l4, proto)
     return TO_IN
@@ -472,8 +556,8 @@ cdef inline int key_hash(NatState* s, Desc* p, uint32_t* h, uint64_t* stats) noe
         h[0] = hkey(proto, src, rd16(l4), dst, rd16(l4 + 2))
     elif proto == IPPROTO_ICMP and l4[0] == ICMP_ECHO:
         h[0] = hkey(proto, src, rd16(l4 + 4), dst, 0)
-    else:
-        return DROP_NAT_NO_MAPPING
+    elif not (proto == IPPROTO_ICMP and is_icmp_error(l4[0])):
+        return DROP_NAT_NO_MAPPING      # (an ICMP error is looked up by its quote)
     return 0
 
 
@@ -491,33 +575,59 @@ cdef class Nat(Element):
     inside host's address, so a host keeps one outside address) and a port
     of `ports`, taken from a per-protocol free list (a freed port goes to
     its back, the last to be reused), and it goes to `out`.
-    Mappings are per 5-tuple. There is no hairpinning: inside hosts cannot
-    reach each other through the external address.
+
+    In RFC 4787's terms, mapping is address- and port-dependent: a mapping
+    is per 5-tuple, so one inside address and port talking to two remote
+    endpoints gets two external ports (not endpoint-independent mapping,
+    which REQ-1 asks for; STUN-style hole punching does not work through
+    it). Filtering is address- and port-dependent too. There is no
+    hairpinning: inside hosts cannot reach each other through the external
+    address.
 
     ICMP echo requests/replies are translated by their identifier, like a
     port. ICMP errors (destination unreachable, time exceeded, parameter
-    problem) arriving from outside that quote a packet the NAT sent have
-    the quoted IP and TCP/UDP/ICMP header translated back (addresses,
-    ports, inner checksums as far as the quote holds them) and the outer
-    destination, with the ICMP checksum fixed (RFC 5508). All checksums
-    are updated incrementally (RFC 1624).
+    problem) are translated both ways (RFC 5508), matched by the packet
+    they quote; all other ICMP types are dropped. From outside, an error
+    quoting a packet the NAT sent has the quoted source (address, port,
+    checksums as far as the quote holds them) translated back to the
+    inside host's, and so has its outer destination; it goes to `in`.
+    From inside, an error quoting a packet that came in through a flow
+    (say a host's port unreachable for a UDP datagram from its remote
+    peer) has the quoted destination translated to the external address
+    and port, and its outer source, whichever inside host or router sent
+    it, to the flow's external address (REQ-4); it goes to `out`. An
+    error refreshes no flow. All checksums, the ICMP one included, are
+    updated incrementally (RFC 1624).
 
-    Flows idle longer than their protocol's timeout expire; the clock is
-    read once per batch: the system's monotonic clock, or with `clock:
-    packet` the packets' own timestamps (to replay a capture
-    deterministically). Fragments are dropped (reason fragment); frames
-    that are not IPv4 are dropped (not-ip).
+    TCP flows follow their close (RFC 5382 REQ-5): a RST either way, or a
+    FIN each way, puts the flow on `tcp_transitory_timeout` (counted in
+    tcp_transitory); until then it lives on `tcp_timeout`. A SYN without
+    ACK on such a closing flow (a new connection on the same 5-tuple)
+    puts it back on `tcp_timeout`, keeping its port (counted in
+    tcp_reused). Sequence numbers are not checked: a RST that the inside
+    host ignores only shortens the idle timeout.
+
+    Flows idle longer than their timeout expire; the clock is read once
+    per batch: the system's monotonic clock, or with `clock: packet` the
+    packets' own timestamps (to replay a capture deterministically).
+    Fragments are dropped (reason fragment); frames that are not IPv4,
+    ICMPv6 included, are dropped (not-ip): IPv6 is not translated.
 
     Outputs:
-        out: outbound packets, translated to an external address and port
-        in: replies from outside, translated back towards the inside
+        out: outbound packets and ICMP errors from inside, translated to
+            an external address (and port)
+        in: replies and ICMP errors from outside, translated back towards
+            the inside
     Counters:
         flows: flows in the table now; allocations: flows created;
         expirations: flows expired; port_exhaustion: new flows refused for
-        want of a port; unknown_inbound: packets from outside with no flow
+        want of a port; unknown_inbound: packets from outside with no flow;
+        tcp_transitory: TCP flows put on the transitory timeout (RST, or a
+        FIN each way); tcp_reused: closing TCP flows reopened by a SYN
     Drops:
         nat-no-port: no free external port for a new flow
-        nat-no-mapping: from outside with no flow; outbound not TCP/UDP/echo
+        nat-no-mapping: from outside with no flow; an ICMP error quoting no
+            flow; outbound not TCP/UDP/echo/ICMP error
         table-full: max_flows flows in the table already
         fragment: an IPv4 fragment
         not-ip: not IPv4
@@ -538,14 +648,19 @@ cdef class Nat(Element):
         Param("external", AddrRange(),
               f"the outside IPv4 address, or a range of at most {MAX_EXTERNAL}"),
         Param("ports", Range(1, 65535, "a port"), "external ports to allocate", "1024-65535"),
-        Param("tcp_timeout", Float(0.001), "seconds a TCP flow lives idle", 7440),
+        Param("tcp_timeout", Float(0.001),
+              "seconds an established TCP flow lives idle (RFC 5382: at least 7440)", 7440),
+        Param("tcp_transitory_timeout", Float(0.001),
+              "seconds a TCP flow lives idle after a RST or a FIN each way "
+              "(RFC 5382: at least 240)", 240),
         Param("udp_timeout", Float(0.001), "seconds a UDP flow lives idle", 300),
         Param("icmp_timeout", Float(0.001), "seconds an ICMP echo flow lives idle", 60),
         Param("max_flows", Int(1, 1 << 22), "flows the table holds", 65536),
         Param("clock", Choice("system", "packet"),
               "time for expiry: the monotonic clock, or packet timestamps", "system"),
     )
-    COUNTERS = ("flows", "allocations", "expirations", "port_exhaustion", "unknown_inbound")
+    COUNTERS = ("flows", "allocations", "expirations", "port_exhaustion", "unknown_inbound",
+                "tcp_transitory", "tcp_reused")
 
     cdef NatState st
 
@@ -580,8 +695,9 @@ cdef class Nat(Element):
         self.st.port_head = NULL
         self.st.port_count = NULL
 
-    def configure(self, external, ports=(1024, 65535), tcp_timeout=7440, udp_timeout=300,
-                  icmp_timeout=60, max_flows=65536, clock="system"):
+    def configure(self, external, ports=(1024, 65535), tcp_timeout=7440,
+                  tcp_transitory_timeout=240, udp_timeout=300, icmp_timeout=60,
+                  max_flows=65536, clock="system"):
         cdef NatState* s = &self.st
         cdef uint32_t size = 2, i, k, pool
         msgs = type(self).check({"external": external})
@@ -595,6 +711,7 @@ cdef class Nat(Element):
         s.timeout[P_TCP] = <uint64_t>(tcp_timeout * 1e9)
         s.timeout[P_UDP] = <uint64_t>(udp_timeout * 1e9)
         s.timeout[P_ICMP] = <uint64_t>(icmp_timeout * 1e9)
+        s.timeout[L_TCP_TRANS] = <uint64_t>(tcp_transitory_timeout * 1e9)
         s.packet_clock = clock == "packet"
         s.now = 0
         s.max_flows = max_flows
@@ -619,7 +736,7 @@ cdef class Nat(Element):
             for k in range(s.n_ports):
                 s.ports[<size_t>pool * s.n_ports + k] = <uint16_t>(s.port_lo + k)
             s.port_count[pool] = s.n_ports
-        for i in range(<uint32_t>N_PROTO):
+        for i in range(<uint32_t>N_LISTS):
             s.head[i] = NIL
             s.tail[i] = NIL
 
@@ -663,7 +780,7 @@ cdef class Nat(Element):
             if r == 0:
                 r = outbound(s, p, stats, hs[i])
             elif r == TO_IN:
-                r = inbound(s, p, hs[i])
+                r = inbound(s, p, hs[i], stats)
                 if r == DROP_NAT_NO_MAPPING:
                     stats[C_NO_MAPPING] += 1
             if r == TO_IN:
