@@ -1,10 +1,11 @@
 """nmroute.tools.livebench, live: a short run through the xdp bridge and the
-Linux bridge (root only; skipped with the reason elsewhere).
+Linux bridge, and a short --pktgen run (pkt-gen on xdp: against trafgen)
+(root only; skipped with the reason elsewhere).
 
-Checks that the table parses, that each path delivered frames to the sink,
-that the sink counted exactly what the nmroute bridge says it sent, that
-iperf3 got through, and that the namespaces are gone afterwards. No speed
-is asserted: the figures are printed.
+Checks that the tables parse, that each path delivered frames to the sink,
+that the sink counted exactly what the nmroute bridge says it sent (and never
+more than a generator says it sent), that iperf3 got through, and that the
+namespaces are gone afterwards. No speed is asserted: the figures are printed.
 """
 import json
 import os
@@ -59,13 +60,15 @@ def test_short_run_delivers_through_each_path(tmp_path):
 
     rows = {m[1]: m for m in map(ROW.match, p.stdout.splitlines()) if m}
     assert set(rows) == {"generator", "xdp", "linux-bridge"}, p.stdout
-    assert rows["xdp"][5] == f"{float(rows['xdp'][2]) / float(rows['linux-bridge'][2]):.2f}"
+    data = json.loads(out_json.read_text())
+    # Ratios come from the unrounded medians (the JSON's), not the printed Mpps.
+    med = {k: v["mpps"] for k, v in data["results"].items()}
+    assert rows["xdp"][5] == f"{med['xdp'] / med['linux-bridge']:.2f}"
     assert rows["linux-bridge"][5] == "1.00" and rows["xdp"][4] == "-"   # no testpmd run
     iperf = {m[1]: m for m in map(IPERF_ROW.match, p.stdout.splitlines()) if m}
     assert set(iperf) == {"linux-bridge", "xdp"}, p.stdout
     assert all(float(m[2]) > 0 for m in iperf.values()), p.stdout
 
-    data = json.loads(out_json.read_text())
     runs = {r["path"]: r for r in data["runs"]}
     assert set(runs) == {"generator", "xdp", "linux-bridge"}
     for name, r in runs.items():
@@ -91,3 +94,60 @@ def test_not_root_one_line_exit_2():
     assert p.returncode == 2, p.stdout + p.stderr
     assert p.stdout == "" and len(p.stderr.splitlines()) == 1, p.stderr
     assert "needs root" in p.stderr
+
+
+PKTGEN_ROW = re.compile(r"^(ceiling|pktgen-xdp|trafgen)\s+(\d+\.\d{3})\s+(\S+)\s+(\S+)\s+(\S+)\s+"
+                        r"(\d+\.\d{3})$")
+UNAVAILABLE = re.compile(r"^(ceiling|trafgen)\s+(unavailable|skipped)\s+(\S.*)$")
+
+
+def test_pktgen_mode_short_run(tmp_path):
+    """--pktgen: pkt-gen on xdp:gen0 (and trafgen, when installed) counted at
+    sink0, plus the in-kernel ceiling or the reason it is unavailable."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    out_json = tmp_path / "pg.json"
+    p = subprocess.Popen([*MODULE, "--pktgen", "--seconds", "1", "--repeat", "1",
+                          "--only", "pktgen-xdp,trafgen", "--json", out_json],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=subprocess_env())
+    try:
+        p.stdout, p.stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)      # livebench tears its namespaces down
+            p.communicate(timeout=30)
+    print(p.stdout)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+    lines = p.stdout.splitlines()
+    rows = {m[1]: m for m in map(PKTGEN_ROW.match, lines) if m}
+    gone = {m[1]: m[3] for m in map(UNAVAILABLE.match, lines) if m}
+    expected = {"ceiling", "pktgen-xdp", "trafgen"}
+    assert set(rows) | set(gone) == expected and not set(rows) & set(gone), p.stdout
+    assert "pktgen-xdp" in rows, p.stdout
+    if shutil.which("trafgen"):
+        assert "trafgen" in rows, p.stdout
+    else:
+        assert "not installed" in gone["trafgen"], p.stdout
+    data = json.loads(out_json.read_text())
+    # Ratios come from the unrounded medians (the JSON's), not the printed Mpps.
+    by = {k: v["mpps"] for k, v in data["results"].items()}
+    assert set(by) == set(rows)
+    for name, m in rows.items():
+        assert m[3] == (f"{by[name] / by['trafgen']:.2f}" if "trafgen" in by else "-"), m[0]
+        assert m[4] == (f"{by[name] / by['ceiling']:.2f}" if "ceiling" in by else "-"), m[0]
+
+    runs = {r["path"]: r for r in data["runs"]}
+    assert set(runs) == set(rows)
+    for name, r in runs.items():
+        assert r["frames"] > 0, (name, r)           # arrived at sink0 in the measured second
+        assert f"{r['mpps']:.3f}" == rows[name][2]
+        if r.get("gen_sent") is not None:           # the sink never counts more than was sent
+            assert 0 < r["run_frames"] <= r["gen_sent"], (name, r)
+    assert runs["pktgen-xdp"]["gen_sent"] is not None, runs["pktgen-xdp"]
+    assert not [n for n in data["notes"] if "the generator failed" in n], data["notes"]
+
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"nmlb{p.pid}-" not in ns, ns

@@ -534,3 +534,11 @@ def test_live_missing_interface_exits_2():
         assert r.returncode == 2
         assert r.stderr.strip() == ("nmroute: pkt-gen: packet:nope0: no such interface "
                                     "'nope0' in this network namespace")
+
+
+def test_interface_of_an_xdp_port_with_a_queue():
+    """xdp:IFACE@QUEUE names IFACE: its MAC and MTU are found (lo is in
+    every namespace)."""
+    assert pktgen.iface_mtu({"iface": "lo@0"}) == pktgen.iface_mtu({"iface": "lo"}) > 0
+    assert pktgen.iface_mac({"iface": "lo@1"}) == pktgen.iface_mac({"iface": "lo"})
+    assert pktgen.iface_mtu({"iface": ""}) is None and pktgen.iface_mac({}) is None

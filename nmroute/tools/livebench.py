@@ -2,7 +2,7 @@
 
     python -m nmroute.tools.livebench [--seconds N] [--repeat N] [--only NAME,...]
                                       [--iperf-seconds N] [--nice N] [--sink stack|xdp]
-                                      [--json FILE]
+                                      [--json FILE] [--pktgen]
 
 Three network namespaces joined by veth pairs, offloads off on every veth:
 
@@ -36,9 +36,15 @@ generator and the DUT process got (user + system, threads included).
 `--nice -10` raises both (and their scheduler autogroups) above other work
 on a busy machine.
 
+`--pktgen` benchmarks generators instead (epilog below, docs/benchmarks.md):
+gen (gen0) -- sink (sink0), one veth pair with two queues a side, each
+generator counted at sink0 the same way, against netsniff-ng's trafgen and
+an in-kernel XDP generator (the ceiling).
+
 Root only. Namespaces, processes, XDP programs and hugepages it set up are
-undone on exit, Ctrl-C included. `--agent IFACE [--drop]` is internal: the
-counter process it starts inside a namespace.
+undone on exit, Ctrl-C included. `--agent IFACE [--drop]` and `--live-gen
+IFACE` are internal: the counter process and the in-kernel generator it
+starts inside a namespace.
 """
 from __future__ import annotations
 
@@ -46,6 +52,7 @@ import argparse
 import atexit
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import re
@@ -69,6 +76,10 @@ GEN_ADDR, SINK_ADDR = "198.18.0.1", "198.18.0.2"
 FLOWS = 8
 OTHER_MAC = "02:00:00:00:0b:0e"
 HUGEPAGES = 512
+# --pktgen: generators on gen0, counted at sink0 (see pktgen_measure)
+PKTGEN_CEILING = "ceiling"
+PKTGEN_PATHS = ("pktgen-xdp", "pktgen-packet", "trafgen", "pktgen-xdp-x2", "trafgen-x2")
+PKTGEN_QUEUES = 2
 WARMUP = 1.0
 START_TIMEOUT = 30.0
 
@@ -82,11 +93,20 @@ class BenchError(Exception):
 # -- the XDP drop program (loaded with the bpf() syscall: no compiler needed) ------
 
 _NR_BPF = 321                   # x86_64
-_BPF_PROG_LOAD, _BPF_LINK_CREATE = 5, 28
+_BPF_PROG_LOAD, _BPF_PROG_TEST_RUN, _BPF_LINK_CREATE = 5, 10, 28
 _BPF_PROG_TYPE_XDP, _BPF_XDP = 6, 37
-_XDP_DROP = 1
-# r0 = XDP_DROP; exit
-_DROP_INSNS = struct.pack("<BBhi", 0xB7, 0, 0, _XDP_DROP) + struct.pack("<BBhi", 0x95, 0, 0, 0)
+_BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+_XDP_DROP, _XDP_TX = 1, 3
+_LIVE_BATCH = 64                # the kernel's default (NAPI_POLL_WEIGHT); at most 256
+_LIVE_REPEAT = 1 << 22          # frames per BPF_PROG_RUN call (a fraction of a second)
+
+
+def _ret(action: int) -> bytes:
+    """r0 = action; exit"""
+    return struct.pack("<BBhi", 0xB7, 0, 0, action) + struct.pack("<BBhi", 0x95, 0, 0, 0)
+
+
+_DROP_INSNS, _TX_INSNS = _ret(_XDP_DROP), _ret(_XDP_TX)
 
 
 def _bpf(cmd: int, attr: bytes) -> int:
@@ -99,25 +119,30 @@ def _bpf(cmd: int, attr: bytes) -> int:
     return r
 
 
-def attach_xdp_drop(iface: str) -> int:
-    """Attach an XDP program dropping every frame to `iface` (this process's
-    namespace) through a BPF link; returns the link's fd. The program stays
-    attached while the fd is open: it goes when this process exits."""
+def _load_xdp(insns: bytes, name: bytes, what: str) -> int:
+    """Load an XDP program from raw instructions; returns its fd."""
     if os.uname().machine != "x86_64":
-        raise BenchError(f"{iface}: the XDP drop program is loaded with x86_64's bpf() "
-                         f"syscall number; this is {os.uname().machine}")
-    insns = ctypes.create_string_buffer(_DROP_INSNS, len(_DROP_INSNS))
+        raise BenchError(f"the {what} is loaded with x86_64's bpf() syscall number; "
+                         f"this is {os.uname().machine}")
+    code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(b"GPL")
     # union bpf_attr, BPF_PROG_LOAD: prog_type, insn_cnt, insns, license,
     # log_level, log_size, log_buf, kern_version, prog_flags, prog_name,
     # prog_ifindex, expected_attach_type
-    attr = struct.pack("<IIQQIIQII16sII", _BPF_PROG_TYPE_XDP, len(_DROP_INSNS) // 8,
-                       ctypes.addressof(insns), ctypes.addressof(lic), 0, 0, 0, 0, 0,
-                       b"livebench_drop", 0, _BPF_XDP)
+    attr = struct.pack("<IIQQIIQII16sII", _BPF_PROG_TYPE_XDP, len(insns) // 8,
+                       ctypes.addressof(code), ctypes.addressof(lic), 0, 0, 0, 0, 0,
+                       name, 0, _BPF_XDP)
     try:
-        prog = _bpf(_BPF_PROG_LOAD, attr)
+        return _bpf(_BPF_PROG_LOAD, attr)
     except OSError as e:
-        raise BenchError(f"{iface}: cannot load the XDP drop program: {e.strerror}") from None
+        raise BenchError(f"cannot load the {what}: {e.strerror}") from None
+
+
+def attach_xdp_drop(iface: str) -> int:
+    """Attach an XDP program dropping every frame to `iface` (this process's
+    namespace) through a BPF link; returns the link's fd. The program stays
+    attached while the fd is open: it goes when this process exits."""
+    prog = _load_xdp(_DROP_INSNS, b"livebench_drop", f"XDP drop program for {iface}")
     try:
         ifindex = socket.if_nametoindex(iface)
     except OSError:
@@ -129,6 +154,84 @@ def attach_xdp_drop(iface: str) -> int:
         raise BenchError(f"{iface}: cannot attach the XDP drop program: {e.strerror}") from None
     os.close(prog)
     return link
+
+
+def udp_frame(src_mac: str, dst_mac: str) -> bytes:
+    """The benchmark's frame: 60 bytes (64 on the wire), IPv4/UDP GEN_ADDR:1024
+    -> SINK_ADDR:9, zero payload, checksums filled in."""
+    payload = bytes(60 - 14 - 20 - 8)
+    src, dst = socket.inet_aton(GEN_ADDR), socket.inet_aton(SINK_ADDR)
+    ulen = 8 + len(payload)
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, ulen)
+    udp = struct.pack("!HHHH", 1024, 9, ulen, 0) + payload
+    udp = udp[:6] + struct.pack("!H", _csum(pseudo + udp) or 0xFFFF) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 0, 0, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", ""))
+    return eth + b"\x08\x00" + ip + udp
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def live_gen(iface: str, src_mac: str, dst_mac: str, batch: int) -> int:
+    """The in-kernel generator, run inside a namespace: an XDP program
+    returning XDP_TX, run by BPF_PROG_RUN in "live frames" mode
+    (BPF_F_TEST_XDP_LIVE_FRAMES) as if `iface` had received the frame: each
+    run transmits it out of `iface`, `batch` frames per kernel loop, as
+    xdp-trafficgen does. Repeats until SIGINT; prints `running` once the
+    first call worked, or `error REASON`."""
+    try:
+        prog = _load_xdp(_TX_INSNS, b"livebench_tx", "XDP_TX program")
+        ifindex = socket.if_nametoindex(iface)
+    except BenchError as e:
+        print(f"error {iface}: {e}", flush=True)
+        return 1
+    except OSError:
+        print(f"error {iface}: no such interface", flush=True)
+        return 1
+    frame = udp_frame(src_mac, dst_mac)
+    data = ctypes.create_string_buffer(frame, len(frame))
+    # struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+    # egress_ifindex. The frame "arrives" on iface's queue 0; XDP_TX sends it back out.
+    ctx = ctypes.create_string_buffer(struct.pack("<6I", 0, len(frame), 0, ifindex, 0, 0), 24)
+
+    def attr(repeat: int) -> bytes:
+        # BPF_PROG_TEST_RUN: prog_fd, retval, data_size_in, data_size_out, data_in,
+        # data_out, repeat, duration, ctx_size_in, ctx_size_out, ctx_in, ctx_out,
+        # flags, cpu, batch_size
+        return struct.pack("<IIIIQQIIIIQQIII", prog, 0, len(frame), 0,
+                           ctypes.addressof(data), 0, repeat, 0, 24, 0,
+                           ctypes.addressof(ctx), 0, _BPF_F_TEST_XDP_LIVE_FRAMES, 0, batch)
+
+    try:
+        _bpf(_BPF_PROG_TEST_RUN, attr(batch))
+    except OSError as e:
+        print(f"error {iface}: BPF_PROG_RUN in live-frames mode failed: {e.strerror}",
+              flush=True)
+        return 1
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # A handler, not the default: the kernel ends the run early with EINTR.
+        signal.signal(sig, lambda signum, frame: stop.append(signum))
+    print("running", flush=True)
+    big = attr(_LIVE_REPEAT)
+    while not stop:
+        try:
+            _bpf(_BPF_PROG_TEST_RUN, big)
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                continue
+            print(f"error {iface}: BPF_PROG_RUN in live-frames mode failed: {e.strerror}",
+                  flush=True)
+            return 1
+    return 0
 
 
 def agent(iface: str, drop: bool) -> int:
@@ -198,6 +301,11 @@ class Proc:
                                      f"{self.tail()}")
                 self.cond.wait(min(left, 0.2))
 
+    def signal(self, sig: int) -> None:
+        """`sig` to the process group it leads (its own session)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
     def tail(self, n: int = 3) -> str:
         with self.cond:
             return " | ".join(ln.strip() for ln in self.lines[-n:] if ln.strip()) or "no output"
@@ -207,15 +315,14 @@ class Proc:
             return "\n".join(self.lines)
 
     def stop(self, timeout: float = 10.0) -> int:
-        """SIGINT (as Ctrl-C), then SIGKILL if it has not exited in `timeout`."""
+        """SIGINT to its process group (as Ctrl-C: trafgen's children too), then
+        SIGKILL if it has not exited in `timeout`."""
         if self.p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGINT)
+            self.signal(signal.SIGINT)
             try:
                 self.p.wait(timeout)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
+                self.signal(signal.SIGKILL)
                 self.p.wait()
         time.sleep(0.05)   # let the reader thread take the last lines
         return self.p.returncode
@@ -288,8 +395,10 @@ class Lab:
         return self.sh("ip", "netns", "exec", self.ns[host], *argv, check=check,
                        timeout=timeout)
 
-    def build(self) -> None:
-        for h in ("gen", "dut", "sink"):
+    def build(self, pktgen: bool = False) -> None:
+        """gen -- dut -- sink; with `pktgen`, gen -- sink (one veth pair with
+        PKTGEN_QUEUES queues a side)."""
+        for h in ("gen", "sink") if pktgen else ("gen", "dut", "sink"):
             name = self.prefix + h
             self.sh("ip", "netns", "add", name)
             self.ns[h] = name
@@ -298,20 +407,27 @@ class Lab:
             for conf in ("all", "default"):
                 self.run(h, "sysctl", "-qw", f"net.ipv6.conf.{conf}.disable_ipv6=1",
                          check=False)
-        self.veth("gen", "gen0", "dut", "dut0")
-        self.veth("dut", "dut1", "sink", "sink0")
+        if pktgen:
+            self.veth("gen", "gen0", "sink", "sink0", PKTGEN_QUEUES)
+        else:
+            self.veth("gen", "gen0", "dut", "dut0")
+            self.veth("dut", "dut1", "sink", "sink0")
         self.run("gen", "ip", "addr", "add", f"{GEN_ADDR}/24", "dev", "gen0")
         self.run("sink", "ip", "addr", "add", f"{SINK_ADDR}/24", "dev", "sink0")
         self.macs = {d: self.mac(h, d) for h, d in (("gen", "gen0"), ("sink", "sink0"))}
 
-    def veth(self, h1: str, d1: str, h2: str, d2: str) -> None:
-        self.run(h1, "ip", "link", "add", d1, "type", "veth", "peer", "name", d2,
+    def veth(self, h1: str, d1: str, h2: str, d2: str, queues: int = 1) -> None:
+        q = ["numtxqueues", queues, "numrxqueues", queues] if queues > 1 else []
+        self.run(h1, "ip", "link", "add", d1, *q, "type", "veth", "peer", "name", d2, *q,
                  "netns", self.ns[h2])
         for h, d in ((h1, d1), (h2, d2)):
-            if shutil.which("ethtool"):
-                self.run(h, "ethtool", "-K", d, *[x for o in OFFLOADS for x in (o, "off")],
-                         check=False)
+            self.offloads_off(h, d)
             self.run(h, "ip", "link", "set", d, "up")
+
+    def offloads_off(self, host: str, dev: str) -> None:
+        if shutil.which("ethtool"):
+            self.run(host, "ethtool", "-K", dev, *[x for o in OFFLOADS for x in (o, "off")],
+                     check=False)
 
     def mac(self, host: str, dev: str) -> str:
         out = self.run(host, "ip", "-j", "link", "show", dev).stdout
@@ -358,8 +474,7 @@ class Lab:
         self.closed = True
         for p in self.procs:
             if p.p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGKILL)
+                p.signal(signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.p.wait(5)
             with contextlib.suppress(OSError):
@@ -531,23 +646,37 @@ def measure(lab: Lab, name: str, seconds: float) -> dict:
     return r
 
 
-def cpu_seconds(proc: Proc | None) -> float | None:
-    """User + system CPU seconds of a process (all its threads) so far. The
+def cpu_seconds(proc: Proc | None, tree: bool = False) -> float | None:
+    """User + system CPU seconds of a process (all its threads) so far; with
+    `tree`, of its running descendants too (trafgen forks one per CPU). The
     kernel's receive work that runs inside its syscalls counts as its own."""
     if proc is None:
         return None
-    try:
-        with open(f"/proc/{proc.pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total, todo, first = 0.0, [proc.pid], True
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            kids = []
+            if tree:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as f:
+                        kids += [int(x) for x in f.read().split()]
+        except OSError:
+            if first:
+                return None
+            continue            # a child that just exited
+        first = False
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        todo += kids
+    return total
 
 
 def median_run(runs: list[dict]) -> dict:
     m = sorted(runs, key=lambda r: r["mpps"])[(len(runs) - 1) // 2]
     return {"path": m["path"], "mpps": statistics.median(r["mpps"] for r in runs),
-            "offered_mpps": statistics.median(r["offered_mpps"] for r in runs),
+            "offered_mpps": _median(runs, "offered_mpps"),
             "runs": [round(r["mpps"], 4) for r in runs], "frames": m["frames"],
             "gen_cpu": _median(runs, "gen_cpu"), "dut_cpu": _median(runs, "dut_cpu")}
 
@@ -587,6 +716,238 @@ def iperf(lab: Lab, name: str, seconds: float) -> dict:
         if srv is not None:
             srv.stop(3)
         path.down()
+
+
+# -- --pktgen: generators against each other ----------------------------------------------
+
+PKTGEN_HELP = """\
+--pktgen: generators on gen0, counted at sink0 (one veth pair, two queues a side):
+    ceiling        in-kernel: an XDP_TX program run by BPF_PROG_RUN in live-frames mode
+                   (what xdp-trafficgen does); sink0 drops in XDP (needed: XDP frames
+                   sent into a veth are dropped unless its peer runs XDP)
+    pktgen-xdp     nmroute pkt-gen -i xdp:gen0 -f tx -l 60
+    pktgen-packet  nmroute pkt-gen -i packet:gen0 -f tx -l 60
+    trafgen        netsniff-ng trafgen -o gen0 --cpus 1 (AF_PACKET, qdisc bypass)
+    pktgen-xdp-x2  two pkt-gen processes, xdp:gen0@0 and xdp:gen0@1, one per CPU
+    trafgen-x2     trafgen --cpus 2
+"""
+
+
+def trafgen_cfg(lab: Lab) -> Path:
+    """The frame of udp_frame(), in trafgen's language (it fills the checksums)."""
+    path = lab.tmp / "trafgen.cfg"
+    path.write_text(f"{{ eth(da={dst_mac(lab)}, sa={lab.macs['gen0']}), "
+                    f"ipv4(sa={GEN_ADDR}, da={SINK_ADDR}, ttl=64), udp(sp=1024, dp=9), "
+                    f"fill(0, {60 - 14 - 20 - 8}) }}\n")
+    return path
+
+
+def pktgen_argv(lab: Lab, port: str) -> list[str]:
+    return ["pkt-gen", "-i", port, "-f", "tx", "-l", "60", "-s", f"{GEN_ADDR}:1024",
+            "-d", f"{SINK_ADDR}:9", "-S", lab.macs["gen0"], "-D", dst_mac(lab), "-w", "0"]
+
+
+def start_generators(lab: Lab, name: str, procs: list[Proc]) -> None:
+    """Start the generator(s) of one --pktgen path into `procs` (so that the
+    caller stops those started even when a later one fails); return once
+    they send."""
+    cpus = lab.cpus or (None, None)
+    if name == PKTGEN_CEILING:
+        p = lab.start("gen", "live-frames generator",
+                      [sys.executable, "-m", "nmroute.tools.livebench", "--live-gen", "gen0",
+                       "--src-mac", lab.macs["gen0"], "--dst-mac", dst_mac(lab)], cpus[0])
+        procs.append(p)
+        i = p.wait_for(r"^(running|error )")
+        if p.lines[i].startswith("error "):
+            raise BenchError(p.lines[i][6:])
+    elif name in ("pktgen-xdp", "pktgen-packet"):
+        kind = name.split("-")[1]
+        procs.append(lab.nmroute("gen", f"pkt-gen ({kind})", pktgen_argv(lab, f"{kind}:gen0"),
+                                 cpus[0]))
+    elif name == "pktgen-xdp-x2":
+        for q in range(2):
+            procs.append(lab.nmroute("gen", f"pkt-gen (xdp@{q})",
+                                     pktgen_argv(lab, f"xdp:gen0@{q}"), cpus[q]))
+    elif name in ("trafgen", "trafgen-x2"):
+        n = 2 if name == "trafgen-x2" else 1
+        # trafgen forks one process per CPU and pins process i to CPU i itself.
+        # --no-sock-mem: leave the machine's socket memory sysctls alone.
+        procs.append(lab.start("gen", name, ["trafgen", "-o", "gen0", "-i", str(trafgen_cfg(lab)),
+                                             "--cpus", str(n), "--no-sock-mem",
+                                             "--notouch-irq"]))
+    else:
+        raise BenchError(f"unknown path '{name}'")
+    for p in procs:
+        if p.name.startswith("pkt-gen"):
+            p.wait_for(r"^Sending on ")
+        elif p.name.startswith("trafgen"):
+            p.wait_for(r"Running!")
+
+
+def generator_sent(procs: list[Proc]) -> int | None:
+    """Frames the generators say they sent (pkt-gen's and trafgen's totals)."""
+    total, seen = 0, False
+    for p in procs:
+        for m in re.finditer(r"^Sent (\d+) packets|^\s*(\d+) packets outgoing", p.text(), re.M):
+            total += int(m[1] or m[2])
+            seen = True
+    return total if seen else None
+
+
+def pktgen_measure(lab: Lab, name: str, seconds: float) -> dict:
+    """One run of one generator: Mpps counted at sink0."""
+    for h, d in (("gen", "gen0"), ("sink", "sink0")):
+        lab.offloads_off(h, d)     # attaching XDP to one side changes the other's
+    sink = Counter(lab, "sink", "sink0", drop=name == PKTGEN_CEILING or lab.sink == "xdp")
+    procs: list[Proc] = []
+    try:
+        before = sink.read()
+        start_generators(lab, name, procs)
+        time.sleep(WARMUP)
+        c0 = [cpu_seconds(p, tree=True) for p in procs]
+        s0 = sink.read()
+        time.sleep(seconds)
+        s1 = sink.read()
+        c1 = [cpu_seconds(p, tree=True) for p in procs]
+        codes = [p.stop() for p in procs]
+        time.sleep(0.2)        # frames still in the rings reach the sink
+        after = sink.read()
+    finally:
+        for p in procs:
+            p.stop()
+        sink.close()
+    dt = s1[0] - s0[0]
+    r = {"path": name, "seconds": dt, "frames": s1[1] - s0[1], "mpps": (s1[1] - s0[1]) / dt / 1e6,
+         "sink_rx_dropped": s1[2] - s0[2], "run_frames": after[1] - before[1],
+         "gen_sent": generator_sent(procs)}
+    if None not in c0 and None not in c1:
+        r["gen_cpu"] = (sum(c1) - sum(c0)) / dt
+    bad = [f"{p.name} exit {c}: {p.tail()}" for p, c in zip(procs, codes)
+           if c not in (0, -signal.SIGINT, 130)]
+    if bad:
+        r["gen_error"] = "; ".join(bad)
+    return r
+
+
+def pktgen_missing(paths: list[str], cpus) -> dict:
+    """Why the paths that cannot run here cannot."""
+    skipped = {}
+    try:
+        import nmroute.fastpath.ports.xdp  # noqa: F401
+    except ImportError:
+        for n in ("pktgen-xdp", "pktgen-xdp-x2"):
+            skipped[n] = "the xdp: port is not built (libxdp-dev missing at build time)"
+    if shutil.which("trafgen") is None:
+        for n in ("trafgen", "trafgen-x2"):
+            skipped[n] = "netsniff-ng's trafgen not installed (Debian: apt install netsniff-ng)"
+    if cpus is None:
+        for n in ("pktgen-xdp-x2", "trafgen-x2"):
+            skipped.setdefault(n, "needs two CPUs")
+    return {p: s for p, s in skipped.items() if p in paths}
+
+
+def xdp_trafficgen_probe(lab: Lab) -> str | None:
+    """Why xdp-trafficgen cannot be the ceiling here (None: it could be)."""
+    if shutil.which("xdp-trafficgen") is None:
+        return "xdp-trafficgen not installed (Debian: xdp-tools)"
+    r = lab.run("gen", "xdp-trafficgen", "udp", "gen0", "-n", "1", check=False, timeout=20)
+    if r.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
+    btf = [ln for ln in lines if "BTF" in ln]
+    return f"exit {r.returncode}: " + " / ".join((btf[:1] + lines[-1:]) or ["no output"])
+
+
+def pktgen_table(results: dict, skipped: dict) -> str:
+    by = {k: v["mpps"] for k, v in results.items()}
+    ceiling = by.get(PKTGEN_CEILING)
+    lines = [f"{'path':<14} {'Mpps':>8} {'/trafgen':>9} {'/ceiling':>9} {'gen-cpu':>8}  runs"]
+    for name in (PKTGEN_CEILING, *PKTGEN_PATHS):
+        if name in results:
+            r = results[name]
+            base = by.get("trafgen-x2" if name.endswith("-x2") else "trafgen")
+            runs = " ".join(f"{x:.3f}" for x in r["runs"])
+            lines.append(f"{name:<14} {r['mpps']:8.3f} {ratio(r['mpps'], base):>9} "
+                         f"{ratio(r['mpps'], ceiling):>9} {_pct(r['gen_cpu']):>8}  {runs}")
+        elif name in skipped:
+            word = "unavailable" if name == PKTGEN_CEILING else "skipped"
+            lines.append(f"{name:<14} {word:>8}  {skipped[name]}")
+    return "\n".join(lines)
+
+
+def pktgen_checks(runs: list[dict]) -> list[str]:
+    notes = []
+    for r in runs:
+        run = f"{r['path']} (run {r.get('repeat', 0) + 1})"
+        if "gen_error" in r:
+            notes.append(f"{run}: the generator failed: {r['gen_error']}")
+        if r.get("gen_sent") is not None and r["run_frames"] != r["gen_sent"]:
+            notes.append(f"{run}: the sink counted {r['run_frames']} frames over the run, "
+                         f"the generator says it sent {r['gen_sent']}")
+        if r["sink_rx_dropped"]:
+            notes.append(f"{run}: sink0 dropped {r['sink_rx_dropped']} frames it did not count")
+    return notes
+
+
+def run_pktgen(args) -> int:
+    lab = Lab()
+    lab.sink, lab.nice = args.sink, args.nice
+    atexit.register(lab.close)
+    old = signal.signal(signal.SIGTERM, _interrupt)
+    all_runs: list[dict] = []
+    results: dict = {}
+    skipped = pktgen_missing(args.paths, lab.cpus)
+    paths = [p for p in args.paths if p not in skipped]
+    try:
+        lab.build(pktgen=True)
+        why = xdp_trafficgen_probe(lab)
+        ceiling = ("xdp-trafficgen fails here, so BPF_PROG_RUN live frames from livebench "
+                   f"({why})" if why else "BPF_PROG_RUN live frames from livebench")
+        cpu = (f"generators on CPU {lab.cpus[0]} (x2: CPUs {lab.cpus[0]},{lab.cpus[1]})"
+               if lab.cpus else "one CPU: nothing pinned")
+        print(f"livebench --pktgen: 64-byte frames gen0 -> sink0, {args.seconds:g} s x "
+              f"{args.repeat} per path after {WARMUP:g} s warm-up; {cpu}; ceiling: {ceiling}",
+              flush=True)
+        for rep in range(args.repeat):
+            for name in (PKTGEN_CEILING, *paths):
+                if name in skipped:
+                    continue
+                try:
+                    r = pktgen_measure(lab, name, args.seconds)
+                except BenchError as e:
+                    skipped[name] = f"failed: {e}"
+                    print(f"  {name}: {skipped[name]}", flush=True)
+                    continue
+                r["repeat"] = rep
+                all_runs.append(r)
+                print(f"  run {rep + 1}/{args.repeat} {name:<14} {r['mpps']:7.3f} Mpps at the "
+                      f"sink; CPU gen {_pct(r.get('gen_cpu'))}", flush=True)
+        for name in (PKTGEN_CEILING, *paths):
+            runs = [r for r in all_runs if r["path"] == name]
+            if runs and name not in skipped:
+                results[name] = median_run(runs)
+    except KeyboardInterrupt:
+        print("livebench: interrupted", file=sys.stderr)
+        return 130
+    except BenchError as e:
+        print(f"livebench: {e}", file=sys.stderr)
+        return 1
+    finally:
+        lab.close()
+        signal.signal(signal.SIGTERM, old)
+    print()
+    print(pktgen_table(results, skipped))
+    notes = pktgen_checks(all_runs)
+    if why:
+        notes.append(f"xdp-trafficgen: {why}")
+    for n in notes:
+        print(f"note: {n}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"mode": "pktgen", "seconds": args.seconds, "repeat": args.repeat,
+             "cpus": lab.cpus, "results": results, "skipped": skipped, "runs": all_runs,
+             "notes": notes}, indent=2) + "\n")
+    return 0
 
 
 # -- report -----------------------------------------------------------------------------
@@ -656,14 +1017,18 @@ def checks(runs: list[dict]) -> list[str]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m nmroute.tools.livebench", description=__doc__,
+                                 epilog=PKTGEN_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0, metavar="N",
                     help="measured seconds per run, after 1 s of warm-up (default 5)")
     ap.add_argument("--repeat", type=int, default=3, metavar="N",
                     help="runs per path; the median is reported (default 3)")
     ap.add_argument("--only", metavar="NAME,...",
-                    help=f"paths to run, of {', '.join((CEILING, *PATHS))} (default all; "
-                         "the generator's ceiling is always measured)")
+                    help=f"paths to run, of {', '.join((CEILING, *PATHS))}; with --pktgen, of "
+                         f"{', '.join(PKTGEN_PATHS)} (default all; the generator's ceiling is "
+                         "always measured)")
+    ap.add_argument("--pktgen", action="store_true",
+                    help="benchmark generators instead of forwarders: gen0 -> sink0 (below)")
     ap.add_argument("--iperf-seconds", type=float, default=5.0, metavar="N",
                     help="length of each iperf3 run; 0: no iperf3 (default 5)")
     ap.add_argument("--sink", choices=("stack", "xdp"), default="stack",
@@ -675,16 +1040,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--json", metavar="FILE", help="write every run's figures as JSON")
     ap.add_argument("--agent", metavar="IFACE", help=argparse.SUPPRESS)
     ap.add_argument("--drop", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--live-gen", metavar="IFACE", help=argparse.SUPPRESS)
+    ap.add_argument("--src-mac", default="02:00:00:00:0a:01", help=argparse.SUPPRESS)
+    ap.add_argument("--dst-mac", default=OTHER_MAC, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.seconds <= 0 or args.repeat < 1 or args.iperf_seconds < 0:
         ap.error("--seconds must be > 0, --repeat >= 1, --iperf-seconds >= 0")
     if not -20 <= args.nice <= 19:
         ap.error(f"--nice: expected -20..19, got {args.nice}")
-    names = [n.strip() for n in (args.only or ",".join(PATHS)).split(",") if n.strip()]
-    bad = [n for n in names if n not in (CEILING, *PATHS)]
+    ceiling, known = (PKTGEN_CEILING, PKTGEN_PATHS) if args.pktgen else (CEILING, PATHS)
+    names = [n.strip() for n in (args.only or ",".join(known)).split(",") if n.strip()]
+    bad = [n for n in names if n not in (ceiling, *known)]
     if bad:
-        ap.error(f"--only: unknown path '{bad[0]}' (paths: {', '.join((CEILING, *PATHS))})")
-    args.paths = [p for p in PATHS if p in names]
+        mode = " with --pktgen" if args.pktgen else ""
+        ap.error(f"--only: unknown path '{bad[0]}'{mode} (paths: {', '.join((ceiling, *known))})")
+    args.paths = [p for p in known if p in names]
     return args
 
 
@@ -779,11 +1149,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.agent:
         return agent(args.agent, args.drop)
+    if args.live_gen:
+        return live_gen(args.live_gen, args.src_mac, args.dst_mac, _LIVE_BATCH)
     if os.geteuid() != 0:
         print("livebench: needs root (creates network namespaces, attaches XDP programs, "
               "opens AF_XDP sockets); run it as root", file=sys.stderr)
         return EXIT_USAGE
-    return run(args)
+    return run_pktgen(args) if args.pktgen else run(args)
 
 
 if __name__ == "__main__":

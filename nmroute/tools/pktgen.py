@@ -289,7 +289,7 @@ def port_spec(text: str, function: str, allow_pipe: bool = False):
 
 def iface_mac(params: dict) -> str | None:
     """The MAC of the interface a port is on, if it names one."""
-    iface = params.get("iface")
+    iface = (params.get("iface") or "").partition("@")[0]     # xdp:IFACE@QUEUE
     if not iface:
         return None
     try:
@@ -302,7 +302,9 @@ def iface_mac(params: dict) -> str | None:
 
 def iface_mtu(params: dict) -> int | None:
     """The MTU of the interface a port is on, if it names one."""
-    iface = params.get("iface")
+    iface = (params.get("iface") or "").partition("@")[0]     # xdp:IFACE@QUEUE
+    if not iface:
+        return None
     try:
         with open(f"/sys/class/net/{iface}/mtu") as f:
             return int(f.read())
