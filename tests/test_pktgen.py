@@ -542,3 +542,14 @@ def test_interface_of_an_xdp_port_with_a_queue():
     assert pktgen.iface_mtu({"iface": "lo@0"}) == pktgen.iface_mtu({"iface": "lo"}) > 0
     assert pktgen.iface_mac({"iface": "lo@1"}) == pktgen.iface_mac({"iface": "lo"})
     assert pktgen.iface_mtu({"iface": ""}) is None and pktgen.iface_mac({}) is None
+
+
+def test_threads_on_an_xdp_port_take_a_queue_each():
+    pl = {"cls": type("X", (), {"SCHEME": "xdp"}), "port": "xdp:veth0@1"}
+    params = {"iface": "veth0@1", "mode": "auto"}
+    assert pktgen._thread_port(pl, params, 0) == ("xdp:veth0@1", params)
+    assert pktgen._thread_port(pl, params, 2) == ("xdp:veth0@3",
+                                                 {"iface": "veth0@3", "mode": "auto"})
+    pl = {"cls": type("P", (), {"SCHEME": "packet"}), "port": "packet:veth0"}
+    assert pktgen._thread_port(pl, {"iface": "veth0"}, 1) == ("packet:veth0",
+                                                              {"iface": "veth0"})

@@ -404,6 +404,17 @@ def _source(pl: dict, pool, index: int):
     return open_port(f"gen#{index}", cls, params, True, False, pool)
 
 
+def _thread_port(pl: dict, params: dict, i: int):
+    """Thread i's port: the same port, except that an xdp: port takes queue
+    Q+i (an AF_XDP queue is one socket's; pkt-gen's -p with netmap takes a
+    ring per thread the same way)."""
+    if pl["cls"].SCHEME != "xdp" or i == 0:
+        return pl["port"], params
+    iface, _, q = params["iface"].partition("@")
+    queue = int(q or 0) + i
+    return f"xdp:{iface}@{queue}", {**params, "iface": f"{iface}@{queue}"}
+
+
 class Run:
     """Ports opened, jobs made: one per thread. close() undoes it all."""
 
@@ -438,8 +449,8 @@ class Run:
                 if self.given:
                     port = self.given[i]
                 else:
-                    port = open_port(pl["port"], pl["cls"], params, pl["rx"], pl["tx"],
-                                     self.pool)
+                    name, p_i = _thread_port(pl, params, i)
+                    port = open_port(name, pl["cls"], p_i, pl["rx"], pl["tx"], self.pool)
                     self.ports.append(port)
                 src = None
                 if pl["function"] in SENDERS:
