@@ -47,6 +47,7 @@ cdef class Executor:
     cdef int n_inputs
     cdef uint32_t batch
     cdef Desc descs[BATCH_MAX]
+    cdef Desc blank          # a fresh descriptor: nothing parsed, no output yet
     cdef public bint stop
     cdef readonly uint64_t rounds
     cdef readonly uint64_t idle_rounds

@@ -10,7 +10,7 @@ a tx ring swaps buffer indexes with the rx slot the frame came from
 """
 from libc.stdint cimport uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from nmroute.fastpath.batch cimport OUT_DROP, OFF_NONE
 from nmroute.fastpath.drops cimport (
@@ -35,6 +35,9 @@ cdef class Executor:
         self.pool = pool
         self.batch = batch
         self.objs = []
+        memset(&self.blank, 0, sizeof(Desc))
+        self.blank.l3_off = OFF_NONE
+        self.blank.l4_off = OFF_NONE
 
     def __dealloc__(self):
         cdef int i
@@ -308,26 +311,13 @@ cdef class Executor:
             s = &ring.slots[h]
             check(s.buf_idx < self.pool.n_bufs, b"pull: buffer index out of the pool")
             p = &self.descs[i]
+            p[0] = self.blank          # one 64-byte copy, then the frame's own fields
             p.buf_idx = s.buf_idx
             p.data = slot_buf(ring, s)
             p.len = s.len
             p.ts = s.ts
             p.slot = s
             p.in_port = port_id
-            p.hash = 0
-            p.l3_off = OFF_NONE
-            p.l4_off = OFF_NONE
-            p.ethertype = 0
-            p.l4_proto = 0
-            p.pflags = 0
-            p.out = 0
-            p.drop = 0
-            p.mark = 0
-            p.vlan = 0
-            p.inner_vlan = 0
-            p.l3_len = 0
-            p.n_vlan = 0
-            p.user = 0
             nbytes += s.len
             h = ring_next(ring, h)
         ctr = (<Port>inp.port).ctr

@@ -49,6 +49,20 @@ cdef inline uint16_t fold(uint32_t s) noexcept nogil:
     return <uint16_t>s
 
 
+cdef extern from *:
+    """
+    /* (a * b) >> 64: a random 64-bit a scaled to [0, b) without a division. */
+    static inline uint64_t nmr_mulhi64(uint64_t a, uint64_t b) {
+        return (uint64_t)(((unsigned __int128)a * b) >> 64);
+    }
+    """
+    uint64_t nmr_mulhi64(uint64_t a, uint64_t b) nogil
+
+
+cdef enum:
+    SMALL_FRAME = 64      # a pool buffer is at least 256 bytes
+
+
 cdef struct AddrIter:
     uint64_t hi       # address as a 128-bit number (IPv4: in lo)
     uint64_t lo
@@ -201,7 +215,8 @@ cdef class Gen(Port):
             l4 = struct.pack("!HHHH", 0, 0, 0, 0)
         t = eth + ip + l4
         self.hdr_len = len(t)
-        self.tmpl = <uint8_t*>calloc(max(max_size, len(t)), 1)
+        # At least 64 bytes: small frames are copied as one fixed-size block.
+        self.tmpl = <uint8_t*>calloc(max(max_size, len(t), SMALL_FRAME), 1)
         if self.tmpl == NULL:
             raise MemoryError()
         for i, c in enumerate(t):
@@ -231,11 +246,14 @@ cdef class Gen(Port):
         cdef uint32_t l3 = ETH_LEN, l4, l4len, a, s
         cdef uint64_t lo, hi
         cdef uint16_t v, sport, dport
-        memcpy(f, self.tmpl, size)
+        if size <= SMALL_FRAME:
+            memcpy(f, self.tmpl, SMALL_FRAME)   # constant size: inlined, no call
+        else:
+            memcpy(f, self.tmpl, size)
         if self.rand_src:
-            self.src.i = self._random() % self.src.n
+            self.src.i = nmr_mulhi64(self._random(), self.src.n)
         if self.rand_dst:
-            self.dst.i = self._random() % self.dst.n
+            self.dst.i = nmr_mulhi64(self._random(), self.dst.n)
         if self.v6:
             l4 = l3 + 40
             l4len = size - l4
