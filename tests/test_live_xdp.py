@@ -335,3 +335,92 @@ def test_link_down_then_up_again():
             out, err = net.stop(p)
         assert p.returncode == 0, err
         assert xdp_progs(net, "dut") == []
+
+
+# -- faults: an interface deleted and made again -------------------------------------
+
+TEE3 = ("ports: {a: xdp:veth-a, b: xdp:veth-b, c: xdp:veth-c}\n"
+        "elements: {t: tee}\n"
+        "links: ['a -> t -> b', 't [copy] -> c', 'b -> a', 'c -> a']\n")
+
+
+@pytest.mark.parametrize("gone", ["b", "a"], ids=["tx-side", "umem-first-socket"])
+def test_interface_deleted_and_made_again(tmp_path, gone):
+    """A's traffic goes to B and (a copy) to C, all three xdp: ports on one
+    UMEM. veth-GONE is deleted while nmroute runs: far more frames than its
+    rings hold are sent to it, they are dropped as link-down (the pipeline
+    does not stall: C keeps receiving); then it is made again under the same
+    name (a new ifindex) and the port opens on it by itself: pings A -> B
+    pass again. veth-a is the socket that took the UMEM's own fd (opened
+    first), which libxdp keeps until the UMEM goes: that port re-opens on a
+    new registration of the same pool. Each event is logged once, the run
+    exits 0 with rx == tx + drops, and no XDP program is left."""
+    from test_live_faults import _BLAST, C4, finish, log_lines, make_net, start
+    with Net("xg") as net:
+        make_net(net, "a", "b", "c")
+        p, stats = start(net, tmp_path, TEE3)
+        try:
+            assert net.wait_ping("a", B4, 10) and net.wait_ping("a", C4, 10)
+            old = int(net.run("dut", "cat", f"/sys/class/net/veth-{gone}/ifindex").stdout)
+            net.run("dut", "ip", "link", "del", f"veth-{gone}")
+            if gone == "b":
+                sent = int(net.run("a", sys.executable, "-c", _BLAST, "a0", 6000).stdout)
+                assert sent > 4000
+                assert net.ping("a", C4, 20, 0.005) == (20, 20)
+            else:
+                sent = int(net.run("b", sys.executable, "-c", _BLAST, "b0", 6000).stdout)
+                assert sent > 4000
+            net.veth(gone, f"{gone}0", "dut", f"veth-{gone}")
+            net.addr(gone, f"{gone}0", f"{A4 if gone == 'a' else B4}/24")
+            for h in ("a", "b", "c"):
+                net.run(h, "ip", "neigh", "flush", "dev", f"{h}0")   # a new MAC
+            new = int(net.run("dut", "cat", f"/sys/class/net/veth-{gone}/ifindex").stdout)
+            assert new != old
+            assert net.wait_ping("a", B4, 10)
+            assert net.ping("a", B4, 50, 0.002) == (50, 50)
+            assert net.ping("a", C4, 20, 0.002) == (20, 20)
+            assert sorted(xdp_progs(net, "dut")) == ["veth-a", "veth-b", "veth-c"]
+        finally:
+            s, err = finish(net, p, stats, {"t": "tee"})
+        assert xdp_progs(net, "dut") == []
+    port = s["ports"][gone]
+    # The blast alone is more than the port's tx ring and the kernel's hold.
+    assert port["drops"].get(xdp.LINK_DOWN_DROP, 0) > 2100, port
+    if gone == "b":
+        assert s["ports"]["c"]["tx"] > 4000, s["ports"]["c"]
+    gone_lines = log_lines(err, "interface gone")
+    back = log_lines(err, "interface back")
+    assert len(gone_lines) == 1 and f"port={gone}" in gone_lines[0], err
+    assert len(back) == 1 and f"ifindex={new}" in back[0] and "mode=native" in back[0], err
+    assert "buffers_lost=0" in back[0], err
+
+
+def test_link_down_does_not_hold_back_the_rest(tmp_path):
+    """A's traffic goes to B and (a copy) to C. With veth-b set down (the
+    kernel refuses to send: ENETDOWN), far more frames than B's rings hold
+    are sent: they are dropped at B as link-down instead of filling its
+    rings, which would hold A's input back and starve C; C keeps answering,
+    B answers again once it is up. Logged once each."""
+    from test_live_faults import _BLAST, C4, finish, log_lines, make_net, start
+    with Net("xl") as net:
+        make_net(net, "a", "b", "c")
+        p, stats = start(net, tmp_path, TEE3)
+        try:
+            assert net.wait_ping("a", B4, 10) and net.wait_ping("a", C4, 10)
+            net.run("dut", "ip", "link", "set", "veth-b", "down")
+            sent = int(net.run("a", sys.executable, "-c", _BLAST, "a0", 6000).stdout)
+            assert sent > 4000
+            assert net.ping("a", C4, 20, 0.005) == (20, 20)
+            assert net.ping("a", B4, 3, 0.05)[1] == 0
+            net.run("dut", "ip", "link", "set", "veth-b", "up")
+            assert net.wait_ping("a", B4, 10)
+            assert net.ping("a", B4, 20, 0.005) == (20, 20)
+        finally:
+            s, err = finish(net, p, stats, {"t": "tee"})
+        assert xdp_progs(net, "dut") == []
+    b = s["ports"]["b"]
+    assert b["drops"].get(xdp.LINK_DOWN_DROP, 0) > 2100, b
+    assert s["ports"]["c"]["tx"] > 4000, s["ports"]["c"]
+    down = log_lines(err, "link down")
+    assert len(down) == 1 and "port=b" in down[0], err
+    assert len(log_lines(err, "link up again")) == 1, err

@@ -3,14 +3,16 @@
 from nmroute.config.params import Param, Str, Choice, Int
 
 cimport cython
-from libc.errno cimport errno, EPERM, EACCES, EBUSY, EEXIST, EINVAL, ENODEV, EOPNOTSUPP
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport malloc, free
+from libc.errno cimport (
+    errno, EPERM, EACCES, EBUSY, EEXIST, EINVAL, ENETDOWN, ENODEV, ENXIO, EOPNOTSUPP)
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memmove, strlen, memset
 from posix.unistd cimport close as c_close
 
 from nmroute.fastpath.includes.if_packet cimport (
-    setsockopt, getsockopt, sendto, socklen_t, if_nametoindex, MSG_DONTWAIT)
+    setsockopt, getsockopt, sendto, socklen_t, if_nametoindex, MSG_DONTWAIT, load_acquire,
+    store_release)
 from nmroute.fastpath.includes.xsk cimport (
     xdp_desc, xsk_ring_prod, xsk_ring_cons, xsk_umem, xsk_socket, xsk_umem_config,
     xsk_socket_config, XDP_COPY, XDP_ZEROCOPY, XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE,
@@ -22,22 +24,29 @@ from nmroute.fastpath.includes.xsk cimport (
     libxdp_set_print, libbpf_set_print, bpf_xdp_query_id, bpf_xdp_detach, xdp_options,
     bpf_prog_get_fd_by_id, bpf_obj_get_info_by_fd, bpf_prog_info,
     XDP_OPTIONS_ZEROCOPY)
-from nmroute.fastpath.drops cimport DROP_OVERSIZE
+from nmroute.fastpath.drops cimport DROP_OVERSIZE, DROP_LINK_DOWN
 from nmroute.fastpath.includes.sys cimport sleep_ns
 from nmroute.fastpath.pool cimport Pool, POOL_HEADROOM
-from nmroute.fastpath.ports.port cimport Port
+from nmroute.fastpath.ports.port cimport Port, P_TX, P_TX_BYTES
 from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, NS_BUF_CHANGED
 
 import os
 
 import structlog
 
+from nmroute.fastpath.drops import DropReason, reason_name
 from nmroute.fastpath.ports.port import PortError
 
 log = structlog.get_logger("nmroute")
 
+# The drop reason frames sent to a deleted interface are counted under.
+LINK_DOWN_DROP = reason_name(DropReason(DROP_LINK_DOWN))
+
 cdef extern from "<stdio.h>" nogil:
     int vsnprintf(char* s, size_t n, const char* fmt, va_list ap)
+
+cdef extern from * nogil:
+    int __builtin_ctzll(unsigned long long x)
 
 cdef enum:
     SOL_SOCKET = 1
@@ -50,6 +59,14 @@ cdef enum:
     FILL_COMP_SIZE = 8192       # every socket's fill and completion rings
     MAX_RING = 4096
     KICKS_PER_SYNC = 64         # a copy-mode sendto() sends up to 32 frames
+
+# The socket (XdpPort.state). Only the fast path moves it from S_UP (it owns
+# the socket then); only maintain() moves it on from S_GONE (it owns the
+# socket, the rings and the buffers the kernel held, then).
+cdef enum:
+    S_UP = 0                    # bound to the interface: rxsync/txsync use it
+    S_GONE = 1                  # its interface was deleted: the fast path left it
+    S_CLOSED = 2                # deleted by maintain(); re-opened when the name is back
 
 
 ctypedef struct xdp_statistics:
@@ -96,6 +113,14 @@ cdef class Umem:
     cdef xsk_ring_cons comp0     # socket takes them over (libxdp copies them)
     cdef readonly Pool pool
     cdef int users
+    # libxdp's first socket on a UMEM is the UMEM's own fd, which it keeps
+    # open until the UMEM is deleted. Once that socket's interface is gone
+    # the fd is unbound for good, and the kernel refuses to bind another
+    # socket sharing it (EBADF): a port re-opening then registers the pool
+    # again as a new UMEM (the same memory, so buffer indexes still mean the
+    # same buffers everywhere).
+    cdef bint fd_taken             # a socket took the UMEM's fd
+    cdef bint dead                 # ...and its interface is gone
 
     def __cinit__(self, Pool pool):
         cdef xsk_umem_config cfg
@@ -125,7 +150,7 @@ _open_ports = set()
 
 cdef Umem _umem_for(Pool pool):
     cdef Umem u = _umems.get(id(pool))
-    if u is None:
+    if u is None or u.dead:
         u = Umem(pool)
         _umems[id(pool)] = u
     u.users += 1
@@ -134,7 +159,7 @@ cdef Umem _umem_for(Pool pool):
 
 cdef void _umem_done(Umem u):
     u.users -= 1
-    if u.users == 0:
+    if u.users == 0 and _umems.get(id(u.pool)) is u:
         del _umems[id(u.pool)]
 
 
@@ -213,6 +238,21 @@ cdef class XdpPort(Port):
     the kernel's ring is full, frames wait in the port's ring and the inputs
     feeding it are held back.
 
+    Faults: while the interface is set down (the kernel refuses to send:
+    ENETDOWN), frames sent to it are dropped (`link-down`), so the inputs
+    feeding it are never held back; what the kernel's ring already held
+    goes out when it is up again. A deleted interface unbinds the socket:
+    the port sees it (a send failing with ENXIO, or its name on another
+    ifindex or none, looked at every 100 ms) and from then on drops what is
+    queued for it (`link-down`, the frames left in the kernel's tx ring
+    included: they are taken back from the tx count) and reads nothing.
+    The socket is deleted and the buffers the kernel held are taken back
+    (a count of any missing would be logged). Once an interface of that
+    name exists again the port opens a socket on it by itself (libxdp
+    attaches its program there). Each event is logged once: "link down",
+    "link up again", "interface gone", "interface back" (with the new
+    ifindex and the mode).
+
     Offloads: a veth endpoint with tx checksum offload on sends TCP/UDP
     frames whose checksum is not computed yet; AF_XDP does not say which
     ones. Turn it off at the senders (`ethtool -K PEER tx off`) or use
@@ -257,6 +297,30 @@ cdef class XdpPort(Port):
     cdef bint busy_poll
     cdef int ifindex
     cdef bint owns_prog            # no XDP program was attached before ours
+    cdef Pool mem
+    cdef bint first                # this socket took its UMEM's own fd (see Umem)
+    cdef bint rx_on, tx_on
+    cdef uint32_t ring_size
+    cdef uint32_t rx_total         # buffers the rx side owns: rx slots and fill extras
+    # Faults (see the class docstring): the socket's state, which the fast
+    # path reads with load_acquire and the one who owns it moves on with
+    # store_release; gone_hint: maintain() saw the name on another ifindex
+    # (or on none); unbound: a sendto() said ENXIO (fast path only).
+    cdef uint32_t state
+    cdef uint32_t gone_hint
+    cdef bint unbound
+    cdef bint link_down            # a sendto() said ENETDOWN: set down (fast path only)
+    # One bit per pool buffer: set while the kernel holds it (given to the
+    # fill or the tx ring, not yet back through the rx or completion ring).
+    # When the socket is gone those are the buffers to take back.
+    cdef uint64_t* held
+    cdef uint32_t held_words
+    cdef uint32_t* stash           # taken back, for the next socket's fill ring
+    cdef uint32_t n_stash
+    cdef readonly uint32_t n_gone, n_back, n_missing, n_down, n_up
+    cdef readonly uint64_t n_unread
+    cdef str fail_reason           # last failed re-open, as logged
+    cdef tuple logged              # the n_gone, n_back, n_down, n_up logged
     cdef readonly str ifname
     cdef readonly int queue
     cdef readonly str mode         # "native" or "skb"
@@ -269,6 +333,8 @@ cdef class XdpPort(Port):
         if self.xsk != NULL:
             xsk_socket__delete(self.xsk)
         free(self.spare)
+        free(self.held)
+        free(self.stash)
 
     @classmethod
     def extra_buffers(cls, params, uint32_t ring_size, bint rx, bint tx):
@@ -279,12 +345,9 @@ cdef class XdpPort(Port):
 
     def open(self, pool, uint32_t ring_size, bint rx, bint tx):
         cdef Pool p = pool
-        cdef xsk_socket_config cfg
-        cdef int err = 0, ifindex, one = 1, usec, budget = 64
-        cdef uint32_t i, idx, n
+        cdef int ifindex
+        cdef uint32_t i
         cdef bytes bname
-        cdef xdp_options opts
-        cdef socklen_t optlen = sizeof(opts)
         Port.open(self, pool, ring_size, rx, tx)
         self.ifname, self.queue = _split_iface(self.params["iface"])
         bname = self.ifname.encode()
@@ -306,11 +369,71 @@ cdef class XdpPort(Port):
         self.tx_max = p.buf_size - POOL_HEADROOM
         addr, _ = p.region_address()
         self.region = <uint8_t*><size_t>addr
+        self.mem = p
+        self.rx_on, self.tx_on, self.ring_size = rx, tx, ring_size
+        self.held_words = (p.n_bufs + 63) // 64
+        self.held = <uint64_t*>calloc(self.held_words, sizeof(uint64_t))
+        self.stash = <uint32_t*>malloc((p.n_bufs + 1) * sizeof(uint32_t))
+        if self.held == NULL or self.stash == NULL:
+            raise MemoryError()
+        if tx:
+            self.spare_cap = _pow2(ring_size)
+            self.spare = <uint32_t*>malloc(self.spare_cap * sizeof(uint32_t))
+            if self.spare == NULL:
+                raise MemoryError()
+        reason = self._create(bname, ifindex)
+        if reason is not None:
+            raise PortError(self.name, reason)
+        if rx:
+            # Every rx slot's buffer goes to the kernel, and one more for each
+            # entry of its rx ring: it receives into them, and a slot gets its
+            # frame's buffer when one arrives.
+            self.rx_total = self.rx.num_slots + _kernel_rx(ring_size)
+            for i in range(self.rx.num_slots):
+                self.stash[i] = self.rx.slots[i].buf_idx
+            for i in range(self.rx.num_slots, self.rx_total):
+                self.stash[i] = p.take()
+            self.n_stash = self.rx_total
+        if tx:
+            for i in range(self.spare_cap):
+                self.spare[i] = p.take()
+            self.n_spare = self.spare_cap
+        self._fill_from_stash()
+        self.logged = (0, 0, 0, 0)
+        self.state = S_UP
+        _open_ports.add(self)
+        log.info("xdp port open", port=self.name, iface=self.ifname, queue=self.queue,
+                 mode=self.mode, zero_copy=bool(self.zero_copy))
+
+    cdef void _fill_from_stash(self):
+        """Give the stashed buffers to the (new) socket's fill ring."""
+        cdef uint32_t i, idx, n, b
+        if self.n_stash == 0:
+            return
+        n = xsk_ring_prod__reserve(&self.fill, self.n_stash, &idx)
+        for i in range(n):
+            b = self.stash[i]
+            xsk_ring_prod__fill_addr(&self.fill, idx + i)[0] = <uint64_t>b * self.bs
+            self.held[b >> 6] |= 1ULL << (b & 63)
+        xsk_ring_prod__submit(&self.fill, n)
+        self.n_stash = 0     # (the ring holds them all: FILL_COMP_SIZE >= rx_total)
+
+    def _create(self, bytes bname, int ifindex):
+        """Create the socket on the interface (libxdp loads its program on it
+        when it has none), trying the modes allowed. None, or a one-line
+        reason; a failure leaves nothing open."""
+        cdef xsk_socket_config cfg
+        cdef int err = 0, one = 1, usec, budget = 64
+        cdef bint rx = self.rx_on, tx = self.tx_on
+        cdef bint first
+        cdef xdp_options opts
+        cdef socklen_t optlen = sizeof(opts)
+        pool = self.mem
         prog_before = _attached_prog(ifindex)
         try:
-            self.umem = _umem_for(p)
+            self.umem = _umem_for(pool)
         except OSError as e:
-            raise PortError(self.name, self._reason("AF_XDP UMEM", e.errno)) from None
+            return self._reason("AF_XDP UMEM", e.errno)
 
         attempts = []
         modes = {"auto": ("native", "skb"), "native": ("native",), "skb": ("skb",)}
@@ -321,23 +444,34 @@ cdef class XdpPort(Port):
                     continue
                 attempts.append((mode, want_zc))
         if not attempts:
-            raise PortError(self.name, "zero_copy: yes needs mode native (or auto)")
+            _umem_done(self.umem)
+            self.umem = None
+            return "zero_copy: yes needs mode native (or auto)"
         reasons = []
         for mode, want_zc in attempts:
             memset(&cfg, 0, sizeof(cfg))
-            cfg.rx_size = _kernel_rx(ring_size)
-            cfg.tx_size = _pow2(ring_size)
+            cfg.rx_size = _kernel_rx(self.ring_size)
+            cfg.tx_size = _pow2(self.ring_size)
             # Without rx no program is needed: frames only go out.
             cfg.libxdp_flags = 0 if rx else XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD
             cfg.xdp_flags = XDP_FLAGS_DRV_MODE if mode == "native" else XDP_FLAGS_SKB_MODE
             cfg.bind_flags = XDP_ZEROCOPY if want_zc else XDP_COPY
             _take_warning()
+            first = not self.umem.fd_taken
+            # libxdp sets up a new fill and completion ring's indexes
+            # assuming zeroed structs: a re-opened port's hold the old ones.
+            memset(&self.rxr, 0, sizeof(self.rxr))
+            memset(&self.txr, 0, sizeof(self.txr))
+            memset(&self.fill, 0, sizeof(self.fill))
+            memset(&self.comp, 0, sizeof(self.comp))
             err = xsk_socket__create_shared(&self.xsk, bname, self.queue, self.umem.umem,
                                             &self.rxr if rx else NULL,
                                             &self.txr if tx else NULL,
                                             &self.fill, &self.comp, &cfg)
             if err == 0:
                 self.mode = mode
+                self.first = first
+                self.umem.fd_taken = True
                 break
             self.xsk = NULL
             reasons.append((mode, want_zc, -err, _take_warning()))
@@ -350,13 +484,13 @@ cdef class XdpPort(Port):
                 _umem_done(self.umem)
                 self.umem = None
                 try:
-                    self.umem = _umem_for(p)
+                    self.umem = _umem_for(pool)
                 except OSError as e:
-                    raise PortError(self.name, self._reason("AF_XDP UMEM", e.errno)) from None
+                    return self._reason("AF_XDP UMEM", e.errno)
         if self.xsk == NULL:
             _umem_done(self.umem)
             self.umem = None
-            raise PortError(self.name, self._failure(reasons, prog_before))
+            return self._failure(reasons, prog_before)
         self.fd = xsk_socket__fd(self.xsk)
         self.ifindex = ifindex
         self.owns_prog = rx and not prog_before
@@ -373,32 +507,9 @@ cdef class XdpPort(Port):
                                   sizeof(int)) < 0):
                 err = errno
                 self._release()
-                raise PortError(self.name, self._reason("busy polling", err))
+                return self._reason("busy polling", err)
             self.busy_poll = True
-        if rx:
-            # Every rx slot's buffer goes to the kernel, and one more for each
-            # entry of its rx ring: it receives into them, and a slot gets its
-            # frame's buffer when one arrives.
-            n = xsk_ring_prod__reserve(&self.fill, self.rx.num_slots + _kernel_rx(ring_size),
-                                       &idx)
-            for i in range(self.rx.num_slots):
-                xsk_ring_prod__fill_addr(&self.fill, idx + i)[0] = (
-                    <uint64_t>self.rx.slots[i].buf_idx * self.bs)
-            for i in range(self.rx.num_slots, n):
-                xsk_ring_prod__fill_addr(&self.fill, idx + i)[0] = <uint64_t>p.take() * self.bs
-            xsk_ring_prod__submit(&self.fill, n)
-        if tx:
-            self.spare_cap = _pow2(ring_size)
-            self.spare = <uint32_t*>malloc(self.spare_cap * sizeof(uint32_t))
-            if self.spare == NULL:
-                self._release()
-                raise MemoryError()
-            for i in range(self.spare_cap):
-                self.spare[i] = p.take()
-            self.n_spare = self.spare_cap
-        _open_ports.add(self)
-        log.info("xdp port open", port=self.name, iface=self.ifname, queue=self.queue,
-                 mode=self.mode, zero_copy=bool(self.zero_copy))
+        return None
 
     def _reason(self, str what, int err):
         if err in (EPERM, EACCES):
@@ -430,8 +541,9 @@ cdef class XdpPort(Port):
             xsk_socket__delete(self.xsk)   # detaches libxdp's program when last
             self.xsk = NULL
             self.fd = -1
-            if self.owns_prog and _attached_prog(self.ifindex) and not any(
-                    p.ifname == self.ifname and p is not self for p in _open_ports):
+            if (self.state == S_UP and self.owns_prog and _attached_prog(self.ifindex)
+                    and not any(p.ifname == self.ifname and p is not self
+                                for p in _open_ports)):
                 # Never leave a program behind that nmroute put there.
                 bpf_xdp_detach(self.ifindex, XDP_FLAGS_DRV_MODE if self.mode == "native"
                                else XDP_FLAGS_SKB_MODE, NULL)
@@ -444,19 +556,135 @@ cdef class XdpPort(Port):
         cdef int _i
         # Let the kernel send what it still holds (a busy peer said EAGAIN).
         for _i in range(100):
-            if self.xsk == NULL or self.txr.producer == NULL:
+            if self.xsk == NULL or self.txr.producer == NULL or self.state != S_UP:
                 break
             self.kick()
+            if self.unbound:
+                self.leave()        # gone: what its tx ring holds was not sent
+                break
             if not self.tx_backlog:
                 break
             sleep_ns(1000000)
-        st = self.kernel_stats()
+        self._log_events()
+        st = self.kernel_stats() if self.state == S_UP else {}
         lost = st.get("rx_dropped", 0) + st.get("rx_ring_full", 0)
         if lost:
             # Never received, so not in rx == tx + drops: the kernel's own loss.
             log.warning("the kernel dropped frames meant for this socket", port=self.name,
                         **{k: v for k, v in st.items() if v})
         self._release()
+
+    def maintain(self):
+        """Slow path (main thread, every ~100 ms): notice the interface is
+        gone (its name on another ifindex, or on none) and tell the fast
+        path; once the fast path has left the socket, take back the buffers
+        the kernel held and delete it; once an interface of that name is
+        there again, open a socket on it; log each event once."""
+        cdef uint32_t st
+        if self.logged is None:
+            return
+        cdef unsigned int now
+        st = load_acquire(&self.state)
+        if st == S_UP:
+            now = if_nametoindex(self.ifname.encode())
+            if <int>now != self.ifindex and (now != 0 or errno == ENODEV):
+                store_release(&self.gone_hint, 1)
+        elif st == S_GONE:
+            self._take_back()
+            st = S_CLOSED
+        if st == S_CLOSED:
+            ifindex = if_nametoindex(self.ifname.encode())
+            if ifindex:
+                self._reopen(ifindex)
+        self._log_events()
+
+    cdef _take_back(self):
+        """The socket is gone and the fast path has left it (S_GONE): delete
+        it, and take back every buffer the kernel held (the held bits: in
+        the fill ring, received but not read, queued for tx or in flight;
+        the kernel uses none of them once its interface is gone), spares
+        first, the rest stashed for the next socket's fill ring."""
+        cdef uint32_t w, k, b, n = 0, want = 0, unread = 0
+        cdef uint32_t lent = self.spare_cap - self.n_spare
+        cdef uint64_t bits
+        # What the kernel should hold: the rx side's buffers less the ones
+        # in its own rx slots now ([hwcur, tail)), and the spares lent out.
+        if self.rx != NULL:
+            want = self.rx_total - ((self.rx.tail - self.rx.hwcur) & self.rx.mask)
+            unread = self.rxr.producer[0] - self.rxr.consumer[0]
+        want += lent
+        # Deleted first: the kernel is done with its buffers once it unbinds.
+        if self.first:
+            self.umem.dead = True
+        xsk_socket__delete(self.xsk)
+        self.xsk = NULL
+        self.fd = -1
+        _umem_done(self.umem)
+        self.umem = None
+        for w in range(self.held_words):
+            bits = self.held[w]
+            while bits:
+                k = <uint32_t>__builtin_ctzll(bits)
+                bits &= bits - 1
+                b = (w << 6) | k
+                if self.n_spare < self.spare_cap:
+                    self.spare[self.n_spare] = b
+                    self.n_spare += 1
+                elif self.n_stash < self.rx_total:    # never more than it owns
+                    self.stash[self.n_stash] = b
+                    self.n_stash += 1
+                n += 1
+            self.held[w] = 0
+        if n < want:
+            # Not expected (the bits follow every buffer); the port runs on
+            # with fewer rather than take any from the pool.
+            self.n_missing += want - n
+            log.warning("buffers the kernel held were not all taken back", port=self.name,
+                        iface=self.ifname, missing=want - n, expected=want)
+        self.n_unread += unread
+        store_release(&self.state, S_CLOSED)
+
+    cdef _reopen(self, int ifindex):
+        """A socket on the interface of that name that is back: its fill
+        ring gets the buffers taken back; then the fast path may use it."""
+        reason = self._create(self.ifname.encode(), ifindex)
+        if reason is not None:
+            if reason != self.fail_reason:
+                self.fail_reason = reason
+                log.warning("interface back but the port could not open on it; trying "
+                            "again", port=self.name, iface=self.ifname, reason=reason)
+            return
+        self.fail_reason = None
+        self._fill_from_stash()
+        _open_ports.add(self)
+        self.unbound = False
+        self.link_down = False
+        self.tx_backlog = False
+        store_release(&self.gone_hint, 0)
+        self.n_back += 1
+        store_release(&self.state, S_UP)
+
+    def _log_events(self):
+        if self.logged is None:
+            return
+        now = (self.n_gone, self.n_back, self.n_down, self.n_up)
+        if now == self.logged:
+            return
+        kw = {"port": self.name, "iface": self.ifname}
+        if self.n_down != self.logged[2]:
+            log.warning("link down: frames sent to it are dropped until it is up",
+                        drop=LINK_DOWN_DROP, times=self.n_down, **kw)
+        if self.n_up != self.logged[3]:
+            log.info("link up again", **kw)
+        if self.n_gone != self.logged[0]:
+            log.warning("interface gone: frames sent to it are dropped; the port opens "
+                        "again when an interface of that name appears", drop=LINK_DOWN_DROP,
+                        times=self.n_gone, **kw)
+        if self.n_back != self.logged[1]:
+            log.info("interface back: the port opened again on it", ifindex=self.ifindex,
+                     queue=self.queue, mode=self.mode, zero_copy=bool(self.zero_copy),
+                     buffers_lost=self.n_missing, frames_unread=self.n_unread, **kw)
+        self.logged = now
 
     def kernel_stats(self):
         """The socket's XDP_STATISTICS (what the kernel dropped or refused)."""
@@ -469,12 +697,49 @@ cdef class XdpPort(Port):
                 "rx_fill_ring_empty_descs": st.rx_fill_ring_empty_descs,
                 "tx_ring_empty_descs": st.tx_ring_empty_descs}
 
+    cdef inline bint up(self) noexcept nogil:
+        """Whether the fast path may use the socket; on the first sign that
+        its interface is gone, leave it (S_GONE) for maintain()."""
+        if load_acquire(&self.state) != S_UP:
+            return False
+        if self.unbound or load_acquire(&self.gone_hint):
+            self.leave()
+            return False
+        return True
+
+    cdef void leave(self) noexcept nogil:
+        """Hand the socket over to maintain(): the frames in the kernel's tx
+        ring it never took were counted as sent, they are dropped as
+        link-down instead (what it took is the frames up to the larger of
+        its consumer index and its completions: it publishes the consumer
+        index lazily). After this the fast path touches no ring of it."""
+        cdef uint32_t prod, done, comp, i, unsent = 0
+        cdef uint64_t nbytes = 0
+        if self.tx != NULL:
+            prod = self.txr.cached_prod
+            done = load_acquire(self.txr.consumer)
+            comp = load_acquire(self.comp.producer)
+            if <int32_t>(comp - done) > 0:
+                done = comp
+            if <int32_t>(prod - done) > 0:
+                unsent = prod - done
+            for i in range(unsent):
+                nbytes += xsk_ring_prod__tx_desc(&self.txr, done + i).len
+            self.ctr[P_TX] -= unsent
+            self.ctr[P_TX_BYTES] -= nbytes
+            self.count_drop(DROP_LINK_DOWN, unsent)
+            self.tx_backlog = False
+        self.n_gone += 1
+        store_release(&self.state, S_GONE)
+
     cdef int rxsync(self) noexcept nogil:
         cdef NmRing* r = self.rx
         cdef uint32_t i, n, idx, t, b, off, room
         cdef const xdp_desc* d
         cdef Slot* s
-        if r == NULL or self.xsk == NULL:
+        if r == NULL or not self.up():
+            # Gone: the released slots keep their buffers until a new
+            # socket's fill ring takes them.
             return 0
         # The slots the user released go back to the kernel as fill buffers
         # (whatever buffer a slot holds now: the executor may have swapped it).
@@ -482,18 +747,21 @@ cdef class XdpPort(Port):
         if n:
             n = xsk_ring_prod__reserve(&self.fill, n, &idx)
             for i in range(n):
-                xsk_ring_prod__fill_addr(&self.fill, idx + i)[0] = (
-                    <uint64_t>r.slots[r.hwcur].buf_idx * self.bs)
+                b = r.slots[r.hwcur].buf_idx
+                xsk_ring_prod__fill_addr(&self.fill, idx + i)[0] = <uint64_t>b * self.bs
+                self.held[b >> 6] |= 1ULL << (b & 63)
                 r.hwcur = ring_next(r, r.hwcur)
             xsk_ring_prod__submit(&self.fill, n)
-        if self.busy_poll:
-            sendto(self.fd, NULL, 0, MSG_DONTWAIT, NULL, 0)
+        if self.busy_poll and sendto(self.fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 \
+                and errno == ENXIO:
+            self.unbound = True
         t = r.tail
         room = (r.hwcur - 1 - t) & r.mask
         n = xsk_ring_cons__peek(&self.rxr, room, &idx)
         for i in range(n):
             d = xsk_ring_cons__rx_desc(&self.rxr, idx + i)
             b = <uint32_t>(d.addr // self.bs)
+            self.held[b >> 6] &= ~(1ULL << (b & 63))
             off = <uint32_t>(d.addr - <uint64_t>b * self.bs)
             if off != POOL_HEADROOM:
                 # Only an XDP program that moved the frame's start does this.
@@ -512,17 +780,30 @@ cdef class XdpPort(Port):
 
     cdef int txsync(self) noexcept nogil:
         cdef NmRing* r = self.tx
-        cdef uint32_t i, k, _j, n, m = 0, idx, want
+        cdef uint32_t i, k, _j, n, m = 0, idx, want, b
         cdef uint64_t nbytes = 0
         cdef xdp_desc* d
         cdef Slot* s
-        if r == NULL or self.xsk == NULL:
+        if r == NULL:
             return 0
+        if not self.up():
+            # Gone: what is queued is dropped, so that the inputs feeding
+            # this port are never held back by it.
+            self.count_drop(DROP_LINK_DOWN, (r.head - r.hwcur) & r.mask)
+            return self.tx_done(r.head, 0, 0)
+        if self.link_down and not self.link_back():
+            # Set down: the kernel refuses to send (what its ring holds goes
+            # when the link is up); what is queued here is dropped, so that
+            # the inputs feeding this port are not held back by it.
+            self.count_drop(DROP_LINK_DOWN, (r.head - r.hwcur) & r.mask)
+            self.tx_backlog = False
+            return self.tx_done(r.head, 0, 0)
         # Sent frames' buffers come back as spares.
-        n = xsk_ring_cons__peek(&self.comp, self.spare_cap, &idx)
+        n = xsk_ring_cons__peek(&self.comp, self.spare_cap - self.n_spare, &idx)
         for k in range(n):
-            self.spare[self.n_spare] = <uint32_t>(
-                xsk_ring_cons__comp_addr(&self.comp, idx + k)[0] // self.bs)
+            b = <uint32_t>(xsk_ring_cons__comp_addr(&self.comp, idx + k)[0] // self.bs)
+            self.held[b >> 6] &= ~(1ULL << (b & 63))
+            self.spare[self.n_spare] = b
             self.n_spare += 1
         if n:
             xsk_ring_cons__release(&self.comp, n)
@@ -541,7 +822,9 @@ cdef class XdpPort(Port):
                     self.count_drop(DROP_OVERSIZE, 1)
                 else:
                     d = xsk_ring_prod__tx_desc(&self.txr, idx + m)
-                    d.addr = <uint64_t>s.buf_idx * self.bs + POOL_HEADROOM
+                    b = s.buf_idx
+                    d.addr = <uint64_t>b * self.bs + POOL_HEADROOM
+                    self.held[b >> 6] |= 1ULL << (b & 63)
                     d.len = s.len
                     d.options = 0
                     # The kernel owns that buffer until it completes it.
@@ -554,7 +837,19 @@ cdef class XdpPort(Port):
             self.txr.cached_prod -= want - m     # reserved for frames dropped above
             xsk_ring_prod__submit(&self.txr, m)
         self.kick()
-        return self.tx_done(i, m, nbytes)
+        self.tx_done(i, m, nbytes)
+        if self.unbound:
+            self.leave()    # what it just queued is dropped there
+        return m
+
+    cdef bint link_back(self) noexcept nogil:
+        """Whether the link set down is up again (a sendto() no longer says
+        ENETDOWN; it sends what the kernel's ring held meanwhile)."""
+        if sendto(self.fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 and errno == ENETDOWN:
+            return False
+        self.link_down = False
+        self.n_up += 1
+        return True
 
     cdef inline void kick(self) noexcept nogil:
         # In copy mode the frames are sent inside sendto(), up to 32 per call:
@@ -565,7 +860,14 @@ cdef class XdpPort(Port):
             before = self.txr.consumer[0]
             if before == self.txr.producer[0]:
                 break
-            sendto(self.fd, NULL, 0, MSG_DONTWAIT, NULL, 0)
+            if sendto(self.fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0:
+                if errno == ENXIO:
+                    self.unbound = True     # its interface is gone
+                    break
+                if errno == ENETDOWN:
+                    self.link_down = True   # set down: see txsync
+                    self.n_down += 1
+                    break
             if self.txr.consumer[0] == before:
                 break
         self.tx_backlog = self.txr.consumer[0] != self.txr.producer[0]
