@@ -720,7 +720,7 @@ cdef class Filter(Element):
             return 0
         # IPv6: a hash table of the prefixes, probed per length, longest first.
         size = 16
-        while size < 2 * len(cls_of):
+        while size < <size_t>(2 * len(cls_of)):
             size <<= 1
         fd.keys = <Key6*>calloc(size, sizeof(Key6))
         if fd.keys == NULL:

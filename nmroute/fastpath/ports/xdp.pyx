@@ -780,7 +780,7 @@ cdef class XdpPort(Port):
 
     cdef int txsync(self) noexcept nogil:
         cdef NmRing* r = self.tx
-        cdef uint32_t i, k, _j, n, m = 0, idx, want, b
+        cdef uint32_t i, k, _j, n, m = 0, idx = 0, want, b
         cdef uint64_t nbytes = 0
         cdef xdp_desc* d
         cdef Slot* s
@@ -856,7 +856,7 @@ cdef class XdpPort(Port):
         # call again while it makes progress. No progress (EAGAIN: the device
         # is busy, ENETDOWN...) leaves them queued for the next txsync.
         cdef uint32_t before, _k
-        for _k in range(KICKS_PER_SYNC):
+        for _k in range(<uint32_t>KICKS_PER_SYNC):
             before = self.txr.consumer[0]
             if before == self.txr.producer[0]:
                 break
