@@ -93,3 +93,26 @@ def parse_port_name(text: str) -> tuple[str, dict[str, str]]:
     """'gen:count=1000,size=60' -> ('gen', {'count': '1000', 'size': '60'})."""
     scheme, _cls, items = split_port_name(text)
     return scheme, {key: value for key, value, _ in items}
+
+
+def convert_params(cls, items) -> dict:
+    """A port's params from (key, string value) pairs, converted by its
+    Param specs and completed with defaults, as the loader does; for tools
+    that take a port name on the command line (bridge, pkt-gen). Raises
+    ParamError with a one-line message."""
+    spec = {p.name: p for p in cls.PARAMS}
+    params = {}
+    for k, value in items:
+        if k not in spec:
+            raise ParamError(f"unknown param '{k}'")
+        try:
+            params[k] = spec[k].convert(value)
+        except ParamError as e:
+            raise ParamError(f"{k}: {e}") from None
+    for p in cls.PARAMS:
+        if p.name not in params:
+            if p.required:
+                arg = f" (write '{cls.SCHEME}:{cls.ARG.upper()}')" if p.name == cls.ARG else ""
+                raise ParamError(f"missing required param '{p.name}'{arg}")
+            params[p.name] = p.default_value()
+    return params

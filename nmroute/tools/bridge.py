@@ -109,26 +109,15 @@ def _port_decl(key: str, text: str):
     """A PortDecl for `text`, params converted and checked as the loader does."""
     from nmroute.config.params import ParamError
     from nmroute.config.pipeline import PortDecl
-    from nmroute.config.portname import split_port_name
+    from nmroute.config.portname import convert_params, split_port_name
     try:
         scheme, cls, items = split_port_name(text)
     except ParamError as e:
         raise BridgeError(f"{text}: {e}") from None
-    spec = {p.name: p for p in cls.PARAMS}
-    params = {}
-    for k, value, _at in items:
-        if k not in spec:
-            raise BridgeError(f"{text}: unknown param '{k}'")
-        try:
-            params[k] = spec[k].convert(value)
-        except ParamError as e:
-            raise BridgeError(f"{text}: {k}: {e}") from None
-    for p in cls.PARAMS:
-        if p.name not in params:
-            if p.required:
-                arg = f" (write '{scheme}:{cls.ARG.upper()}')" if p.name == cls.ARG else ""
-                raise BridgeError(f"{text}: missing required param '{p.name}'{arg}")
-            params[p.name] = p.default_value()
+    try:
+        params = convert_params(cls, [(k, v) for k, v, _at in items])
+    except ParamError as e:
+        raise BridgeError(f"{text}: {e}") from None
     if not {"rx", "tx"} <= set(cls.DIRECTIONS):
         raise BridgeError(f"{text}: a {scheme} port cannot be both read and written")
     problems = cls.check(params, True, True) if hasattr(cls, "check") else []

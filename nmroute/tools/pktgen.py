@@ -241,22 +241,11 @@ def _mac(text: str, flag: str) -> str:
 def _convert(cls, text: str, items: dict) -> dict:
     """Port params from strings, converted and completed as the loader does."""
     from nmroute.config.params import ParamError
-    spec = {p.name: p for p in cls.PARAMS}
-    params = {}
-    for k, value in items.items():
-        if k not in spec:
-            raise UsageError(f"{text}: unknown param '{k}'")
-        try:
-            params[k] = spec[k].convert(value)
-        except ParamError as e:
-            raise UsageError(f"{text}: {k}: {e}") from None
-    for p in cls.PARAMS:
-        if p.name not in params:
-            if p.required:
-                arg = f" (write '{cls.SCHEME}:{cls.ARG.upper()}')" if p.name == cls.ARG else ""
-                raise UsageError(f"{text}: missing required param '{p.name}'{arg}")
-            params[p.name] = p.default_value()
-    return params
+    from nmroute.config.portname import convert_params
+    try:
+        return convert_params(cls, list(items.items()))
+    except ParamError as e:
+        raise UsageError(f"{text}: {e}") from None
 
 
 def port_spec(text: str, function: str, allow_pipe: bool = False):
