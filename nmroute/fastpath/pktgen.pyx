@@ -365,32 +365,41 @@ cdef class Job:
 
     # -- the functions ----------------------------------------------------
 
+    cdef uint64_t next_burst(self, uint64_t* next_t) noexcept nogil:
+        """The size of the next burst (the count's rest caps it), once its
+        time has come when a rate is set."""
+        cdef uint64_t want = self.burst
+        if self.count and self.count - self.pkts < want:
+            want = self.count - self.pkts
+        if self.period_ns:
+            self.wait_until(next_t[0])
+            next_t[0] += self.period_ns
+        return want
+
+    cdef void send(self, uint64_t want, bint sync_each) noexcept nogil:
+        """Put `want` frames from the source on the port (fewer when
+        stopped or the source ended); sync_each: txsync after each fill."""
+        cdef uint32_t n, todo = <uint32_t>want, empty = 0
+        while todo and not self.stopped():
+            n = self.fill(todo)
+            if n == 0:
+                if self.source_ended:
+                    break
+                self.nap(&empty)
+                continue
+            empty = 0
+            todo -= n
+            self.pkts += n
+            if sync_each:
+                self.events += 1
+                self.port.txsync()
+
     cdef void run_tx(self) noexcept nogil:
         cdef uint64_t next_t = self.t_start
-        cdef uint64_t want
-        cdef uint32_t n, todo, empty = 0
         while not self.stopped() and not self.source_ended:
             if self.count and self.pkts >= self.count:
                 break
-            want = self.burst
-            if self.count and self.count - self.pkts < want:
-                want = self.count - self.pkts
-            if self.period_ns:
-                self.wait_until(next_t)
-                next_t += self.period_ns
-            todo = <uint32_t>want
-            while todo and not self.stopped():
-                n = self.fill(todo)
-                if n == 0:
-                    if self.source_ended:
-                        break
-                    self.nap(&empty)
-                    continue
-                empty = 0
-                todo -= n
-                self.pkts += n
-                self.events += 1
-                self.port.txsync()
+            self.send(self.next_burst(&next_t), True)
         self.flush()
 
     cdef void run_rx(self) noexcept nogil:
@@ -460,27 +469,12 @@ cdef class Job:
     cdef void run_ping(self) noexcept nogil:
         cdef uint64_t next_t = self.t_start, deadline, want
         cdef uint64_t got_before
-        cdef uint32_t n, todo, empty = 0
+        cdef uint32_t empty
         while not self.stopped() and not self.source_ended:
             if self.count and self.pkts >= self.count:
                 break
-            want = self.burst
-            if self.count and self.count - self.pkts < want:
-                want = self.count - self.pkts
-            if self.period_ns:
-                self.wait_until(next_t)
-                next_t += self.period_ns
-            todo = <uint32_t>want
-            while todo and not self.stopped():
-                n = self.fill(todo)
-                if n == 0:
-                    if self.source_ended:
-                        break
-                    self.nap(&empty)
-                    continue
-                empty = 0
-                todo -= n
-                self.pkts += n
+            want = self.next_burst(&next_t)
+            self.send(want, False)
             self.port.txsync()
             self.events += 1
             got_before = self.replies
