@@ -56,6 +56,7 @@ cdef enum:
     SOL_XDP = 283
     XDP_STATISTICS = 7
     XDP_OPTIONS = 8
+    XDP_MAX_TX_SKB_BUDGET = 9
     FILL_COMP_SIZE = 8192       # every socket's fill and completion rings
     MAX_RING = 4096
     KICKS_PER_SYNC = 64         # a copy-mode sendto() sends up to 32 frames
@@ -428,6 +429,7 @@ cdef class XdpPort(Port):
         cdef bint first
         cdef xdp_options opts
         cdef socklen_t optlen = sizeof(opts)
+        cdef uint32_t tx_budget
         pool = self.mem
         prog_before = _attached_prog(ifindex)
         try:
@@ -499,6 +501,11 @@ cdef class XdpPort(Port):
         memset(&opts, 0, sizeof(opts))
         if getsockopt(self.fd, SOL_XDP, XDP_OPTIONS, &opts, &optlen) == 0:
             self.zero_copy = bool(opts.flags & XDP_OPTIONS_ZEROCOPY)
+        if tx:
+            # Copy mode sends at most 32 frames per sendto() unless told
+            # more (Linux >= 6.17; older kernels refuse the option: ignored).
+            tx_budget = cfg.tx_size
+            setsockopt(self.fd, SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &tx_budget, sizeof(uint32_t))
         if self.params.get("busy_poll"):
             usec = self.params["busy_poll"]
             if (setsockopt(self.fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one, sizeof(int)) < 0
