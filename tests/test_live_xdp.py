@@ -424,3 +424,24 @@ def test_link_down_does_not_hold_back_the_rest(tmp_path):
     down = log_lines(err, "link down")
     assert len(down) == 1 and "port=b" in down[0], err
     assert len(log_lines(err, "link up again")) == 1, err
+
+
+def test_one_port_per_queue_in_a_process(tmp_path):
+    """Two ports of one pipeline on the same queue are refused at open (they
+    would share a fill ring without a lock); different queues are fine."""
+    with Net("x2") as net:
+        net.hosts("dut")
+        net.run("dut", "ip", "link", "add", "q0", "numtxqueues", "2", "numrxqueues", "2",
+                "type", "veth", "peer", "name", "q1")
+        yaml = tmp_path / "twice.yaml"
+        yaml.write_text("ports: {a: 'xdp:q0', b: 'xdp:q0@0'}\nlinks: ['a -> b']\n")
+        r = net.run("dut", *nmroute_cmd("run", yaml, "--duration", "0.2"), check=False,
+                    env=subprocess_env())
+        assert r.returncode == 3, r.stderr
+        assert last_line(r) == ("nmroute: b: queue 0 of q0 is already open in this process: "
+                                "one xdp: port per queue"), r.stderr
+        yaml.write_text("ports: {a: 'xdp:q0@0', b: 'xdp:q0@1'}\nlinks: ['a -> b']\n")
+        r = net.run("dut", *nmroute_cmd("run", yaml, "--duration", "0.2"), check=False,
+                    env=subprocess_env())
+        assert r.returncode == 0, r.stderr
+        assert xdp_progs(net, "dut") == []

@@ -362,6 +362,11 @@ cdef class XdpPort(Port):
         if ring_size > MAX_RING:
             raise PortError(self.name, f"ring_size {ring_size} is more than this port's "
                                        f"{MAX_RING}")
+        if any(o.ifname == self.ifname and o.queue == self.queue for o in _open_ports):
+            # Two sockets of one process on one queue would share its fill
+            # and completion rings without a lock.
+            raise PortError(self.name, f"queue {self.queue} of {self.ifname} is already open "
+                                       "in this process: one xdp: port per queue")
         nq = _n_queues(self.ifname)
         if nq and self.queue >= nq:
             raise PortError(self.name, f"{self.ifname} has no queue {self.queue} (it has "
