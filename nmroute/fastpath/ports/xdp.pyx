@@ -59,7 +59,7 @@ cdef enum:
     XDP_MAX_TX_SKB_BUDGET = 9
     FILL_COMP_SIZE = 8192       # every socket's fill and completion rings
     MAX_RING = 4096
-    KICKS_PER_SYNC = 64         # a copy-mode sendto() sends up to 32 frames
+    KICKS_PER_SYNC = 64         # a copy-mode sendto() sends 32 frames before 6.17
 
 # The socket (XdpPort.state). Only the fast path moves it from S_UP (it owns
 # the socket then); only maintain() moves it on from S_GONE (it owns the
@@ -233,8 +233,9 @@ cdef class XdpPort(Port):
     256-byte XDP headroom (1792 bytes with 2048-byte buffers) cannot be sent
     and is dropped as `oversize`; raise `buffer_size` to 4096 for jumbo frames.
 
-    tx: frames are handed to the kernel's tx ring and sent with one sendto()
-    per 32 frames (the kernel's budget per call in copy mode); each slot
+    tx: frames are handed to the kernel's tx ring and sent with sendto(): in
+    copy mode one call sends the whole ring where the kernel allows it
+    (XDP_MAX_TX_SKB_BUDGET, Linux 6.17+), else 32 frames a call; each slot
     sent gets a spare buffer in exchange until the kernel completes it. When
     the kernel's ring is full, frames wait in the port's ring and the inputs
     feeding it are held back.
