@@ -25,6 +25,7 @@ log = structlog.get_logger("nmroute")
 # How often the main thread runs the ports' maintain() (seconds).
 MAINTAIN_EVERY = 0.1
 
+
 class RunError(Exception):
     """A pipeline that passed its checks but cannot be set up."""
 
