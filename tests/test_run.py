@@ -461,3 +461,28 @@ def test_element_example_runs(tmp_path, type_name):
     for f in re.findall(r"[\w.-]+\.pcap\b", text):      # files it wrote hold frames
         assert len(raw_records(tmp_path / f)) > 0, f
 
+
+
+@pytest.mark.parametrize("zero_copy", [True, False])
+def test_zero_copy_setting_swaps_or_copies(tmp_path, zero_copy):
+    """zero_copy: true moves frames into the sink's ring by swapping buffer
+    indexes (the sink's slots end up holding the generator's buffers);
+    false copies them (every slot keeps the buffer it had)."""
+    from nmroute.config.pipeline import load_pipeline
+    from nmroute.runtime import Runtime
+    path = tmp_path / "p.yaml"
+    path.write_text(f"settings: {{zero_copy: {str(zero_copy).lower()}, ring_size: 64}}\n"
+                    'ports: {src: "gen:count=200", out: sink}\n'
+                    "links: [src -> out]\n")
+    rt = Runtime([load_pipeline(str(path))])
+    rt.build()
+    ring = rt.ports["out"].tx_ring
+    before = {ring.slot(i)[0] for i in range(ring.num_slots)}
+    rt.run()
+    snap = rt.finish()
+    after = {ring.slot(i)[0] for i in range(ring.num_slots)}
+    assert snap["ports"]["out"]["tx"] == 200
+    if zero_copy:
+        assert after != before
+    else:
+        assert after == before
