@@ -27,6 +27,7 @@ import time
 import structlog
 
 from nmroute import errors
+from nmroute.tools import int_range
 
 log = structlog.get_logger("nmroute")
 
@@ -48,9 +49,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", dest="ports", action="append", metavar="PORT", required=True,
                    help="a port (give -i twice; once: the port and its host side)")
-    p.add_argument("-b", dest="batch", type=_int_range(1, 256), default=256, metavar="BATCH",
+    p.add_argument("-b", dest="batch", type=int_range(1, 256), default=256, metavar="BATCH",
                    help="frames moved per batch, 1..256 (default 256)")
-    p.add_argument("-w", dest="wait", type=_int_range(0, 3600), default=0, metavar="WAIT",
+    p.add_argument("-w", dest="wait", type=int_range(0, 3600), default=0, metavar="WAIT",
                    help="seconds to wait for the links after opening (default 0)")
     p.add_argument("-L", dest="loop", action="store_true",
                    help="with one port: send what it receives back out of it (loopback), "
@@ -60,18 +61,6 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", dest="every_second", action="store_true",
                    help="print the counters of each direction every second")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-
-
-def _int_range(lo, hi):
-    def conv(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected {lo}..{hi}, got {v}")
-        return v
-    return conv
 
 
 class BridgeError(Exception):

@@ -27,6 +27,7 @@ import threading
 import time
 
 from nmroute import errors
+from nmroute.tools import int_range
 
 FUNCTIONS = ("tx", "rx", "ping", "pong", "txseq", "rxseq")
 SENDERS = ("tx", "txseq", "ping")
@@ -78,10 +79,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="tx, rx, ping, pong, txseq or rxseq (default rx)")
     p.add_argument("-n", dest="count", type=_count, default=0, metavar="COUNT",
                    help="packets to send or receive, ping transactions; 0: until stopped")
-    p.add_argument("-l", dest="lengths", type=_int_range(14, 65535), action="append",
+    p.add_argument("-l", dest="lengths", type=int_range(14, 65535, 0), action="append",
                    metavar="LEN", help="frame length without FCS (default 60; IPv6 78); "
                                        "given twice: random lengths between the two")
-    p.add_argument("-b", dest="burst", type=_int_range(1, 8192), metavar="BURST",
+    p.add_argument("-b", dest="burst", type=int_range(1, 8192, 0), metavar="BURST",
                    help="frames per batch (default 512; ping/pong 1)")
     p.add_argument("-R", dest="rate", type=_rate, default=0, metavar="RATE",
                    help="packets per second (100000, 100k, 1.5M); default: as fast as possible")
@@ -101,32 +102,20 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     fam.add_argument("-4", dest="family", action="store_const", const="ipv4",
                      help="IPv4 (the default)")
     fam.add_argument("-6", dest="family", action="store_const", const="ipv6", help="IPv6")
-    p.add_argument("-w", dest="wait", type=_int_range(0, 3600), metavar="SECONDS",
+    p.add_argument("-w", dest="wait", type=int_range(0, 3600, 0), metavar="SECONDS",
                    help="seconds to wait for the link after opening (default 2 on "
                         "interfaces, 0 otherwise)")
-    p.add_argument("-T", dest="report_ms", type=_int_range(10, 3_600_000), default=1000,
+    p.add_argument("-T", dest="report_ms", type=int_range(10, 3_600_000, 0), default=1000,
                    metavar="MS", help="milliseconds between reports (default 1000)")
     p.add_argument("-P", dest="pcap", metavar="FILE",
                    help="send the frames of this pcap file (in a loop) instead of building them")
-    p.add_argument("-p", dest="threads", type=_int_range(1, 64), default=1, metavar="THREADS",
+    p.add_argument("-p", dest="threads", type=int_range(1, 64, 0), default=1, metavar="THREADS",
                    help="threads, each with its own opening of the port (default 1)")
     p.add_argument("-W", dest="exit_on_idle", action="store_true",
                    help="rx, rxseq, pong: stop after 1 s without traffic, once it started")
     p.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds")
     p.add_argument("--json", action="store_true",
                    help="print the intervals and the totals as JSON lines")
-
-
-def _int_range(lo, hi):
-    def conv(text):
-        try:
-            v = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected {lo}..{hi}, got {v}")
-        return v
-    return conv
 
 
 def _count(text):
