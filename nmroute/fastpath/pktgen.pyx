@@ -159,6 +159,15 @@ def hist_bounds(uint32_t i):
     return (lo, lo + (1 << (g - 1)))
 
 
+cdef inline void swap_bufs(Slot* a, Slot* b) noexcept nogil:
+    """Zero-copy move between two rings on one pool: the slots trade buffers."""
+    cdef uint32_t t = a.buf_idx
+    a.buf_idx = b.buf_idx
+    b.buf_idx = t
+    a.flags |= NS_BUF_CHANGED
+    b.flags |= NS_BUF_CHANGED
+
+
 @cython.final
 cdef class Job:
     """One function on one port; run() blocks (without the GIL) until done."""
@@ -286,7 +295,7 @@ cdef class Job:
         ring (both must have them: the caller synced). Returns how many."""
         cdef NmRing* s = self.src.rx
         cdef NmRing* t = self.tx
-        cdef uint32_t n = ring_space(s), room = ring_space(t), _i, b
+        cdef uint32_t n = ring_space(s), room = ring_space(t), _i
         cdef uint32_t sh = s.head, th = t.head
         cdef Slot* a
         cdef Slot* d
@@ -299,11 +308,7 @@ cdef class Job:
             a = &s.slots[sh]
             d = &t.slots[th]
             if self.swap_src:
-                b = d.buf_idx
-                d.buf_idx = a.buf_idx
-                a.buf_idx = b
-                d.flags |= NS_BUF_CHANGED
-                a.flags |= NS_BUF_CHANGED
+                swap_bufs(a, d)
             else:
                 memcpy(slot_buf(t, d), slot_buf(s, a), a.len)
             d.len = a.len
@@ -535,7 +540,7 @@ cdef class Job:
     cdef void run_pong(self) noexcept nogil:
         cdef NmRing* r = self.rx
         cdef NmRing* t = self.tx
-        cdef uint32_t n, _i, h, th, off, b, room, empty = 0, sent
+        cdef uint32_t n, _i, h, th, off, room, empty = 0, sent
         cdef Slot* s
         cdef Slot* d
         cdef uint8_t* f
@@ -569,11 +574,7 @@ cdef class Job:
                 else:
                     d = &t.slots[th]
                     if self.swap_pong:
-                        b = d.buf_idx
-                        d.buf_idx = s.buf_idx
-                        s.buf_idx = b
-                        d.flags |= NS_BUF_CHANGED
-                        s.flags |= NS_BUF_CHANGED
+                        swap_bufs(s, d)
                     else:
                         memcpy(slot_buf(t, d), f, s.len)
                     d.len = s.len
