@@ -889,6 +889,32 @@ def pktgen_checks(runs: list[dict]) -> list[str]:
     return notes
 
 
+def take_turns(names, args, skipped: dict, all_runs: list, measure_one, line) -> dict:
+    """args.repeat rounds in which every path not skipped runs once (so a
+    slow spell on the machine touches them all), each run printed with
+    line(name, run); a path whose run fails is skipped from then on.
+    Returns {path: its median run}."""
+    for rep in range(args.repeat):
+        for name in names:
+            if name in skipped:
+                continue
+            try:
+                r = measure_one(name)
+            except BenchError as e:
+                skipped[name] = f"failed: {e}"
+                print(f"  {name}: {skipped[name]}", flush=True)
+                continue
+            r["repeat"] = rep
+            all_runs.append(r)
+            print(f"  run {rep + 1}/{args.repeat} {line(name, r)}", flush=True)
+    results = {}
+    for name in names:
+        runs = [r for r in all_runs if r["path"] == name]
+        if runs and name not in skipped:
+            results[name] = median_run(runs)
+    return results
+
+
 def run_pktgen(args) -> int:
     lab = Lab()
     lab.sink, lab.nice = args.sink, args.nice
@@ -908,24 +934,11 @@ def run_pktgen(args) -> int:
         print(f"livebench --pktgen: 64-byte frames gen0 -> sink0, {args.seconds:g} s x "
               f"{args.repeat} per path after {WARMUP:g} s warm-up; {cpu}; ceiling: {ceiling}",
               flush=True)
-        for rep in range(args.repeat):
-            for name in (PKTGEN_CEILING, *paths):
-                if name in skipped:
-                    continue
-                try:
-                    r = pktgen_measure(lab, name, args.seconds)
-                except BenchError as e:
-                    skipped[name] = f"failed: {e}"
-                    print(f"  {name}: {skipped[name]}", flush=True)
-                    continue
-                r["repeat"] = rep
-                all_runs.append(r)
-                print(f"  run {rep + 1}/{args.repeat} {name:<14} {r['mpps']:7.3f} Mpps at the "
-                      f"sink; CPU gen {_pct(r.get('gen_cpu'))}", flush=True)
-        for name in (PKTGEN_CEILING, *paths):
-            runs = [r for r in all_runs if r["path"] == name]
-            if runs and name not in skipped:
-                results[name] = median_run(runs)
+        results = take_turns(
+            (PKTGEN_CEILING, *paths), args, skipped, all_runs,
+            lambda name: pktgen_measure(lab, name, args.seconds),
+            lambda name, r: f"{name:<14} {r['mpps']:7.3f} Mpps at the sink; "
+                            f"CPU gen {_pct(r.get('gen_cpu'))}")
     except KeyboardInterrupt:
         print("livebench: interrupted", file=sys.stderr)
         return 130
@@ -1095,25 +1108,12 @@ def run(args) -> int:
                else "one CPU: nothing pinned")
         print(f"livebench: 64-byte frames, {FLOWS} flows, {args.seconds:g} s x {args.repeat} "
               f"per path after {WARMUP:g} s warm-up; {cpu}", flush=True)
-        for rep in range(args.repeat):
-            for name in (CEILING, *paths):
-                if name in skipped:
-                    continue
-                try:
-                    r = measure(lab, name, args.seconds)
-                except BenchError as e:
-                    skipped[name] = f"failed: {e}"
-                    print(f"  {name}: {skipped[name]}", flush=True)
-                    continue
-                r["repeat"] = rep
-                all_runs.append(r)
-                print(f"  run {rep + 1}/{args.repeat} {name:<13} {r['mpps']:7.3f} Mpps at the "
-                      f"sink, {r['offered_mpps']:7.3f} offered; CPU gen "
-                      f"{_pct(r.get('gen_cpu'))} DUT {_pct(r.get('dut_cpu'))}", flush=True)
-        for name in (CEILING, *paths):
-            runs = [r for r in all_runs if r["path"] == name]
-            if runs and name not in skipped:
-                results[name] = median_run(runs)
+        results = take_turns(
+            (CEILING, *paths), args, skipped, all_runs,
+            lambda name: measure(lab, name, args.seconds),
+            lambda name, r: f"{name:<13} {r['mpps']:7.3f} Mpps at the sink, "
+                            f"{r['offered_mpps']:7.3f} offered; CPU gen "
+                            f"{_pct(r.get('gen_cpu'))} DUT {_pct(r.get('dut_cpu'))}")
         if args.iperf_seconds and shutil.which("iperf3"):
             for name in IPERF_PATHS:
                 if name in paths and name not in skipped:
