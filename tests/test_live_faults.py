@@ -69,39 +69,45 @@ def log_lines(err, text):
     return [ln for ln in err.splitlines() if text in ln]
 
 
-def maintained():
-    """Whether the runtime calls Port.maintain() while running (then ports
-    log link events as they happen; else when they close)."""
-    from nmroute.runtime import Runtime
-    return hasattr(Runtime, "maintain")
-
-
 def link_down_drop():
     from nmroute.fastpath.ports.packet import LINK_DOWN_DROP
     return LINK_DOWN_DROP
 
 
-def test_link_down_does_not_hold_back_the_rest(tmp_path):
+# The interface-backed ports whose link faults these tests drive (xdp: where built).
+try:
+    import nmroute.fastpath.ports.xdp  # noqa: F401
+    KINDS = ["packet", "xdp"]
+except ImportError:
+    KINDS = ["packet"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_link_down_does_not_hold_back_the_rest(tmp_path, kind):
     """A's traffic goes to B and (a copy) to C. With B's link down, far more
     frames than B's rings hold are sent: they are dropped at B with a reason
     (not queued, which would hold A's input back and starve C), C keeps
-    answering, and B answers again once its link is up."""
+    answering, and B answers again once its link is up. Logged once each;
+    an xdp: port leaves no XDP program behind."""
     with Net("fd") as net:
         make_net(net, "a", "b", "c")
         p, stats = start(net, tmp_path,
-                         "ports: {a: packet:veth-a, b: packet:veth-b, c: packet:veth-c}\n"
+                         f"ports: {{a: {kind}:veth-a, b: {kind}:veth-b, c: {kind}:veth-c}}\n"
                          "elements: {t: tee}\n"
                          "links: ['a -> t -> b', 't [copy] -> c', 'b -> a', 'c -> a']\n")
-        assert net.wait_ping("a", B4, 10) and net.wait_ping("a", C4, 10)
-        net.run("dut", "ip", "link", "set", "veth-b", "down")
-        sent = int(net.run("a", sys.executable, "-c", _BLAST, "a0", 6000).stdout)
-        assert sent > 4000
-        assert net.ping("a", C4, 20, 0.005) == (20, 20)
-        assert net.ping("a", B4, 3, 0.05)[1] == 0
-        net.run("dut", "ip", "link", "set", "veth-b", "up")
-        assert net.wait_ping("a", B4, 10)
-        assert net.ping("a", B4, 20, 0.005) == (20, 20)
-        s, err = finish(net, p, stats, {"t": "tee"})
+        try:
+            assert net.wait_ping("a", B4, 10) and net.wait_ping("a", C4, 10)
+            net.run("dut", "ip", "link", "set", "veth-b", "down")
+            sent = int(net.run("a", sys.executable, "-c", _BLAST, "a0", 6000).stdout)
+            assert sent > 4000
+            assert net.ping("a", C4, 20, 0.005) == (20, 20)
+            assert net.ping("a", B4, 3, 0.05)[1] == 0
+            net.run("dut", "ip", "link", "set", "veth-b", "up")
+            assert net.wait_ping("a", B4, 10)
+            assert net.ping("a", B4, 20, 0.005) == (20, 20)
+        finally:
+            s, err = finish(net, p, stats, {"t": "tee"})
+        assert "prog/xdp" not in net.run("dut", "ip", "link").stdout
     b = s["ports"]["b"]
     # The blast alone is more than B's two rings (1024 + ~1037 frames) hold.
     assert b["drops"].get(link_down_drop(), 0) > 2100, b
@@ -109,9 +115,8 @@ def test_link_down_does_not_hold_back_the_rest(tmp_path):
     down = log_lines(err, "link down")
     assert len(down) == 1 and "port=b" in down[0], err
     assert len(log_lines(err, "link up again")) == 1, err
-    if maintained():
-        lines = err.splitlines()
-        assert lines.index(down[0]) < lines.index(log_lines(err, "stopping")[0]), err
+    lines = err.splitlines()
+    assert lines.index(down[0]) < lines.index(log_lines(err, "stopping")[0]), err
 
 
 def test_interface_deleted_and_made_again(tmp_path):
@@ -282,8 +287,6 @@ def test_host_follows_its_interface_while_running(tmp_path):
     deleted and made again: both ports follow it by themselves (the new
     veth-a is kept off again, the TAP takes its MAC), A reaches the DUT's
     kernel again, each port logs each event once."""
-    if not maintained():
-        pytest.skip("the runtime does not call Port.maintain() while running")
     with Net("l") as net:
         make_net(net, "a")
         net.addr("dut", "veth-a", "198.18.0.254/24")
