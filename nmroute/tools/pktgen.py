@@ -555,15 +555,6 @@ class Reporter:
                   f"{batch:.2f} avg_batch", flush=True)
 
 
-
-def _kernel_drops(port):
-    """Frames the kernel dropped before the port saw them: packet: gives
-    (packets, drops); xdp: its XDP_STATISTICS as a dict."""
-    st = port.kernel_stats()
-    if isinstance(st, dict):
-        return st.get("rx_dropped", 0) + st.get("rx_ring_full", 0)
-    return st[1]
-
 def totals(pl: dict, run: Run, elapsed: float) -> dict:
     """The final figures of a run, as a dict (the JSON output)."""
     jobs = run.jobs
@@ -595,8 +586,7 @@ def totals(pl: dict, run: Run, elapsed: float) -> dict:
             # The rate the frames arrived at, by the port's own timestamps.
             out["arrival_pps"] = round((pk - 1) / ((j.ts_last - j.ts_first) / 1e9), 1)
     if fn in ("rx", "rxseq", "ping", "pong"):
-        kernel = [_kernel_drops(p) for p in run.ports + run.given
-                  if hasattr(p, "kernel_stats")]
+        kernel = [p.kernel_drops() for p in run.ports + run.given]
         if kernel:
             # Frames the kernel dropped before the port saw them (its ring was full).
             out["kernel_drops"] = sum(kernel)

@@ -391,6 +391,10 @@ cdef class PacketPort(Port):
             return (0, 0)
         return (st.tp_packets, st.tp_drops)
 
+    def kernel_drops(self):
+        """The rx ring's drops since the last read (the kernel resets them)."""
+        return self.kernel_stats()[1]
+
     cdef int probe(self) noexcept nogil:
         """The link as the kernel has it now: LINK_GONE when the socket lost
         its interface (deleted; a new one of that name has a new ifindex),

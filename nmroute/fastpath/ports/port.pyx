@@ -65,6 +65,12 @@ cdef class Port:
     def close(self):
         """Undo open(): flush files. Rings stay for the final counts."""
 
+    def kernel_drops(self):
+        """Frames the kernel dropped for this port before it saw them (its
+        receive ring was full): not received, so not in rx == tx + drops.
+        0 where the backend has no such count."""
+        return 0
+
     def maintain(self):
         """Slow path, called about every 100 ms from the main thread while
         the pipeline runs (and at close by some backends): log link events,

@@ -699,6 +699,12 @@ cdef class XdpPort(Port):
                      buffers_lost=self.n_missing, frames_unread=self.n_unread, **kw)
         self.logged = now
 
+    def kernel_drops(self):
+        """Frames the kernel dropped for this socket so far (no fill buffer,
+        or the rx ring full)."""
+        st = self.kernel_stats()
+        return st.get("rx_dropped", 0) + st.get("rx_ring_full", 0)
+
     def kernel_stats(self):
         """The socket's XDP_STATISTICS (what the kernel dropped or refused)."""
         cdef xdp_statistics st
