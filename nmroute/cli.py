@@ -22,19 +22,11 @@ def _load(paths):
 
 def cmd_run(args) -> int:
     from nmroute import report
-    from nmroute.config.yamlloc import ConfigError
-    from nmroute.fastpath.ports.port import PortError
-    from nmroute.runtime import Runtime, RunError, check_accounting
+    from nmroute.runtime import Runtime, check_accounting
 
-    try:
-        pipelines = _load(args.files)
-    except ConfigError as e:
-        return errors.fail(str(e), errors.BAD_CONFIG)
+    pipelines = _load(args.files)
     rt = Runtime(pipelines)
-    try:
-        rt.build()
-    except (PortError, RunError) as e:
-        return errors.fail(str(e), errors.NO_PORT)
+    rt.build()
 
     def on_signal(signum, frame):
         log.info("stopping", signal=signal.Signals(signum).name)
@@ -78,12 +70,7 @@ def cmd_run(args) -> int:
 
 
 def _print_each(args, render) -> int:
-    from nmroute.config.yamlloc import ConfigError
-    try:
-        pipelines = _load(args.files)
-    except ConfigError as e:
-        return errors.fail(str(e), errors.BAD_CONFIG)
-    for p in pipelines:
+    for p in _load(args.files):
         print(render(p))
     return errors.OK
 
@@ -100,7 +87,7 @@ def cmd_graph(args) -> int:
 
 def cmd_elements(args) -> int:
     from nmroute import reference, registry
-    from nmroute.config.portname import did_you_mean
+    from nmroute.schema import did_you_mean
     if not args.type:
         print(reference.listing())
         return errors.OK
@@ -110,9 +97,8 @@ def cmd_elements(args) -> int:
     elif args.type in ports:
         print(reference.port_doc(ports[args.type]))
     else:
-        return errors.fail(f"no element or port type '{args.type}'"
-                           f"{did_you_mean(args.type, list(el) + list(ports))}",
-                           errors.BAD_CONFIG)
+        raise errors.UsageError(f"no element or port type '{args.type}'"
+                                f"{did_you_mean(args.type, list(el) + list(ports))}")
     return errors.OK
 
 
@@ -125,8 +111,8 @@ def cmd_stats(args) -> int:
         paths = sorted(glob.glob(os.path.join(STATS_DIR, "nmroute.*.stats")))
     live = [p for p in paths if os.path.exists(p) and _alive(p)]
     if not live:
-        return errors.fail("no running nmroute found" +
-                           (f" with pid {args.pid}" if args.pid else ""), errors.FAILED)
+        raise errors.NotRunning("no running nmroute found" +
+                                (f" with pid {args.pid}" if args.pid else ""))
     for path in live:
         layout, values = read_counters(path)
         snap = snapshot(layout, values)
@@ -214,7 +200,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     logs.setup(json=args.log_json, verbose=args.verbose)
     try:
-        return args.fn(args)
+        return errors.run(args.fn, args)
     except KeyboardInterrupt:
         return errors.fail("interrupted", errors.FAILED)
     except BrokenPipeError:

@@ -6,7 +6,7 @@ An element type is a class (a Cython ``cdef class`` deriving from
     TYPE     str                 the name used in YAML (``counter``)
     SUMMARY  str                 one line
     OUTPUTS  tuple[str, ...]     output names; an output is also addressed by its index
-    PARAMS   tuple[Param, ...]   see nmroute.config.params
+    PARAMS   tuple[Param, ...]   see nmroute.schema
     FANOUT   bool                each packet goes to every output (a copy per output)
     check(params) -> list[str]   optional classmethod: cross-parameter checks
     __doc__                      sections Outputs / Params / Counters / Drops / Example

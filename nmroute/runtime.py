@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from nmroute.errors import RunError
 from nmroute.fastpath.batch import MAX as BATCH_MAX
 from nmroute.fastpath.counters import CounterFile, snapshot, read_counters
 from nmroute.fastpath.drops import N_REASONS
@@ -24,10 +25,6 @@ log = structlog.get_logger("nmroute")
 
 # How often the main thread runs the ports' maintain() (seconds).
 MAINTAIN_EVERY = 0.1
-
-
-class RunError(Exception):
-    """A pipeline that passed its checks but cannot be set up."""
 
 
 @dataclass

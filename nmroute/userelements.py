@@ -47,6 +47,7 @@ import traceback
 from pathlib import Path
 
 import nmroute
+from nmroute.errors import BuildError, UserElementError
 
 __all__ = ["BuildError", "UserElementError", "add_parser", "build", "cache_dir", "main",
            "resolve"]
@@ -58,14 +59,6 @@ IMPORT_PATH = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
 CFLAGS = ["-O2", "-Wno-unused-function", "-Wno-unreachable-code"]
 DIRECTIVES = {"boundscheck": False, "wraparound": False, "cdivision": True,
               "initializedcheck": False}
-
-
-class UserElementError(Exception):
-    """The one-line reason a `type:` import path gives no element class."""
-
-
-class BuildError(UserElementError):
-    """Cython or the C compiler failed; the message has their first errors."""
 
 
 # --- building a .pyx ---------------------------------------------------------------
@@ -298,7 +291,7 @@ def _element_classes(module) -> list[str]:
 
 
 def _check_shape(cls, path: str) -> None:
-    from nmroute.config.params import Param
+    from nmroute.schema import Param
     Element, PyElement = _bases()
     outs = getattr(cls, "OUTPUTS", None)
     if not isinstance(outs, tuple) or not all(isinstance(o, str) and o for o in outs):
@@ -309,7 +302,7 @@ def _check_shape(cls, path: str) -> None:
     params = getattr(cls, "PARAMS", None)
     if not isinstance(params, tuple) or not all(isinstance(p, Param) for p in params):
         raise UserElementError(f"'{path}': PARAMS must be a tuple of "
-                               f"nmroute.config.params.Param, got {params!r}")
+                               f"nmroute.schema.Param, got {params!r}")
     if issubclass(cls, PyElement):
         if cls.process_batch is PyElement.process_batch:
             raise UserElementError(f"'{path}': {cls.__name__} does not define "

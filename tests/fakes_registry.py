@@ -8,18 +8,8 @@ check), so the loader can be tested without building the fast path.
 import os
 
 from nmroute import registry
-from nmroute.config.params import (
-    AddrRange,
-    Choice,
-    Float,
-    Int,
-    Mac,
-    OutputPath,
-    Param,
-    ParamError,
-    Range,
-    Str,
-)
+from nmroute.errors import ParamError
+from nmroute.schema import AddrRange, Choice, Float, Int, Mac, OutputPath, Param, Range, Str
 
 
 class _Element:

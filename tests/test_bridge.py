@@ -8,6 +8,7 @@ import pytest
 
 from helpers import subprocess_env
 from netns import Net
+from nmroute.errors import UsageError
 from nmroute.tools import bridge
 
 A4, D4 = "198.18.0.1", "198.18.0.254"
@@ -58,7 +59,7 @@ def test_loop_and_copy_models():
     assert p.settings["zero_copy"] is True
     assert bridge.build_pipeline(["packet:a", "packet:b"], copy=True).settings[
         "zero_copy"] is False
-    with pytest.raises(bridge.BridgeError, match="-L loops one port back to itself"):
+    with pytest.raises(UsageError, match="-L loops one port back to itself"):
         bridge.build_pipeline(["packet:a", "packet:b"], loop=True)
 
 
@@ -73,7 +74,7 @@ def test_loop_and_copy_models():
     (["packet:", "tap:t"], "packet:: missing required param 'iface' (write 'packet:IFACE')"),
 ])
 def test_bad_ports(ports, message):
-    with pytest.raises(bridge.BridgeError) as e:
+    with pytest.raises(UsageError) as e:
         bridge.build_pipeline(ports)
     assert str(e.value) == message
 

@@ -25,8 +25,9 @@ from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.layers.sctp import SCTP
 from scapy.packet import Raw
 
-from nmroute.config.params import ParamError
-from nmroute.fastpath.bpf import BpfError, BpfProgram
+from nmroute.errors import ParamError
+from nmroute.errors import BpfError
+from nmroute.fastpath.bpf import BpfProgram
 from nmroute.fastpath.elements.classify import Classify, convert_rules
 
 T0 = 1_700_000_000_000_000_000
@@ -223,8 +224,8 @@ def check_errors(tmp_path, rules_yaml, extra=""):
 @pytest.mark.parametrize("rule, at, message", [
     ("{output: a, dst: 198.18.0.1/15}", "198", "rules[1].dst: '198.18.0.1/15' has host bits "
      "set (did you mean '198.18.0.0/15'?)"),
-    ("{output: a, src: 198.18.0.0/33}", "198", "rules[1].src: expected an IPv4 or IPv6 prefix "
-     "like 198.18.0.0/15 or 2001:2::/48, got '198.18.0.0/33'"),
+    ("{output: a, src: 198.18.0.0/33}", "198", "rules[1].src: expected an IP prefix like "
+     "198.18.0.0/15 or 2001:2::/48, got '198.18.0.0/33'"),
     ("{output: a, dport: 90-80}", "90", "rules[1].dport: expected a port or a range like "
      "0-65535, within 0..65535, got '90-80'"),
     ("{output: a, vlan: 4096}", "4096", "rules[1].vlan: expected a VLAN id or a range like "

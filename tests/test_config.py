@@ -15,7 +15,7 @@ import fakes_registry
 
 from nmroute import registry
 from nmroute.config.graph import format_graph, to_dot
-from nmroute.config.params import ParamError
+from nmroute.errors import ParamError
 from nmroute.config.pipeline import (
     ConfigError,
     Link,
@@ -46,7 +46,7 @@ def errors(text: str) -> list[str]:
     """The errors loading `text` gives, one string each."""
     with pytest.raises(ConfigError) as e:
         load_pipeline(write(text))
-    assert str(e.value) == "\n".join(str(i) for i in e.value.errors)
+    assert str(e.value) == "\n".join(str(i) for i in e.value.issues)
     return str(e.value).splitlines()
 
 

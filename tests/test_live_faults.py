@@ -230,7 +230,7 @@ os.chmod(os.path.join(d, "ip"), stat.S_IRWXU)
 os.environ["PATH"] = d + os.pathsep + os.environ["PATH"]
 from nmroute.fastpath.pool import Pool
 from nmroute.fastpath.ports.host import Host
-from nmroute.fastpath.ports.port import PortError
+from nmroute.errors import PortError
 port = Host("host:veth-a", {"iface": "veth-a", "move_addresses": True})
 try:
     port.open(Pool(256, 2048), 64, True, True)

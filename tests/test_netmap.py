@@ -18,14 +18,15 @@ import subprocess
 import pytest
 
 from helpers import BAD_CONFIG, NO_PORT, OK, REPO, error_lines, run_cli, write_yaml
-from nmroute.config import netmap_name as nn
-from nmroute.config.netmap_name import Conf, NetmapName
-from nmroute.config.params import ParamError
+from nmroute.fastpath.lib import netmap_name as nn
+from nmroute.fastpath.lib.netmap_name import Conf, NetmapName
+from nmroute.errors import ParamError
 from nmroute.config.portname import split_port_name
 from nmroute.fastpath.drops import DropReason
 from nmroute.fastpath.pool import Pool
 from nmroute.fastpath.ports import netmap
-from nmroute.fastpath.ports.port import N_COUNTERS, Port, PortError
+from nmroute.errors import PortError
+from nmroute.fastpath.ports.port import N_COUNTERS, Port
 
 P_DROPS = N_COUNTERS - 48     # rx, rx bytes, tx, tx bytes, then the reasons
 OVERSIZE = P_DROPS + int(DropReason.DROP_OVERSIZE)

@@ -21,7 +21,7 @@ from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
-from nmroute.config.params import ParamError
+from nmroute.errors import ParamError
 from nmroute.fastpath.elements.route import Route
 from nmroute.fastpath.lpm import Lpm4Table, Lpm6Table
 

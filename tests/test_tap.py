@@ -137,7 +137,7 @@ def test_host_unknown_interface(tmp_path):
 
 
 def test_port_names():
-    from nmroute.config.params import ParamError
+    from nmroute.errors import ParamError
     from nmroute.config.portname import parse_port_name
     assert parse_port_name("tap:nmr0") == ("tap", {"name": "nmr0"})
     assert parse_port_name("host:eth0") == ("host", {"iface": "eth0"})

@@ -33,7 +33,8 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
 from nmroute import userelements
-from nmroute.config.pipeline import ConfigError, load_pipeline
+from nmroute.config.pipeline import load_pipeline
+from nmroute.errors import ConfigError
 
 USER = REPO / "pipelines" / "user"
 T0 = 1_700_000_000_000_000_000
@@ -64,7 +65,7 @@ def write_module(directory, name: str, text: str) -> Path:
 def load_errors(path) -> list[str]:
     with pytest.raises(ConfigError) as e:
         load_pipeline(str(path))
-    return [str(i) for i in e.value.errors]
+    return [str(i) for i in e.value.issues]
 
 
 def frames_in(tmp_path, frames, name="in.pcap"):
@@ -220,7 +221,7 @@ def test_build_failure_is_a_config_error_with_the_compilers_first_lines(tmp_path
 
 def test_user_params_and_outputs_are_checked_like_built_ins(tmp_path):
     write_module(tmp_path, "prm_elems.py", """
-        from nmroute.config.params import Int, Param
+        from nmroute.schema import Int, Param
         from nmroute.fastpath.pyelement import PyElement
         class Two(PyElement):
             OUTPUTS = ("out", "other")
@@ -476,7 +477,7 @@ def test_python_element_exceptions_are_counted_and_drop_their_batch(tmp_path):
 
 def test_python_element_params_reach_configure(tmp_path):
     write_module(tmp_path, "cfg_elems.py", """
-        from nmroute.config.params import Int, Param
+        from nmroute.schema import Int, Param
         from nmroute.fastpath.pyelement import PyElement
         class EveryNth(PyElement):
             PARAMS = (Param("nth", Int(1, 100), "keep every nth packet", 2),)

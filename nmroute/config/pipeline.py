@@ -60,9 +60,11 @@ from pathlib import Path
 from typing import Any
 
 from nmroute import registry
-from nmroute.config.params import Bool, Custom, Int, Param, ParamError
-from nmroute.config.portname import closest, did_you_mean, split_port_name
-from nmroute.config.yamlloc import ConfigError, ConfigIssue, Loc, YList, YMap, load_yaml
+from nmroute.errors import ParamError
+from nmroute.schema import NAME_RE, Bool, Custom, Int, Param, closest, did_you_mean
+from nmroute.config.portname import split_port_name
+from nmroute.errors import ConfigError
+from nmroute.config.yamlloc import ConfigIssue, Loc, YList, YMap, load_yaml
 
 __all__ = [
     "SETTINGS",
@@ -111,7 +113,6 @@ SETTINGS = (
 )
 
 TOP_KEYS = ("name", "settings", "ports", "elements", "links")
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 SINK = "sink"
 DROP = "drop"
 
@@ -378,7 +379,7 @@ class _FileLoader:
         if "name" not in data:
             return Path(self.path).stem, Loc(self.path, 1, 1)
         name, loc = data["name"], data.value_loc("name")
-        if not isinstance(name, str) or not NAME.fullmatch(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             self.issue(loc, f"name: expected a name of letters, digits, '_', '.' and '-', "
                             f"got {_got(name)}")
         return str(name), loc
@@ -425,7 +426,7 @@ class _FileLoader:
                 self.issue(loc, f"'drop' is the built-in discard element; "
                                 f"give this {kind} another name")
                 continue
-            if not NAME.fullmatch(name):
+            if not NAME_RE.fullmatch(name):
                 self.issue(loc, f"{kind} name '{name}' is not valid: use letters, digits, "
                                 f"'_', '.' and '-', starting with a letter or '_'")
                 continue
@@ -453,11 +454,12 @@ class _FileLoader:
                 continue
             try:
                 out[key] = p.convert(r.value)
-            except ParamError as e:
-                # A kind that checks nested values may say where, as e.path.
-                path = tuple(getattr(e, "path", ()))
-                loc = _nested_loc(r.value, r.value_loc, path)
-                self.issue(loc, f"{what}: {key}{_path_text(path)}: {e}")
+            except ParamError as group:
+                # A kind that checks nested values says where, as e.path;
+                # a list reports each of its bad items.
+                for e in group.issues:
+                    loc = _nested_loc(r.value, r.value_loc, e.path)
+                    self.issue(loc, f"{what}: {key}{_path_text(e.path)}: {e}")
                 ok = False
         for p in cls.PARAMS:
             if p.name in raw:
@@ -843,7 +845,7 @@ def load_pipelines(paths) -> list[Pipeline]:
         try:
             pipelines.append(load_pipeline(path))
         except ConfigError as e:
-            issues.extend(e.errors)
+            issues.extend(e.issues)
     if issues:
         raise ConfigError(issues)
 

@@ -17,25 +17,13 @@ string, the error carries ``offset`` (0-based) so the loader can point at it.
 """
 from __future__ import annotations
 
-import difflib
 import re
 
 from nmroute import registry
-from nmroute.config.params import ParamError
+from nmroute.errors import ParamError
+from nmroute.schema import did_you_mean
 
 _VALE = re.compile(r"vale[0-9A-Za-z_]*")
-
-
-def closest(word: str, options) -> str | None:
-    """The option `word` is a near miss of, if any."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def did_you_mean(word: str, options) -> str:
-    """' (did you mean 'x'?)' for a near miss, else ''. Never lists every option."""
-    close = closest(word, options)
-    return f" (did you mean '{close}'?)" if close else ""
 
 
 def _error(message: str, offset: int) -> ParamError:

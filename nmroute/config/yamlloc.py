@@ -43,14 +43,6 @@ class ConfigIssue:
         return f"{self.loc}: {self.message}"
 
 
-class ConfigError(Exception):
-    """Every problem found in one or more config files; str() has one per line."""
-
-    def __init__(self, errors: list[ConfigIssue]):
-        self.errors = sorted(errors, key=lambda i: (i.loc, i.message))
-        super().__init__("\n".join(str(i) for i in self.errors))
-
-
 def node_loc(file: str, node: yaml.Node, offset: int | None = None) -> Loc:
     """Where `node` starts; with `offset`, where character `offset` of its text is.
 

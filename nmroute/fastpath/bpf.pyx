@@ -16,6 +16,8 @@ from nmroute.fastpath.includes.pcap cimport (
     pcap_t, bpf_program, DLT_EN10MB, pcap_open_dead, pcap_compile, pcap_freecode,
     pcap_geterr, pcap_close)
 
+from nmroute.errors import BpfError
+
 cdef enum:
     BPF_MEMWORDS = 16
     MAX_INSNS = 4096
@@ -81,10 +83,6 @@ _KNOWN = frozenset((
 _JUMPS = frozenset((JEQ_K, JEQ_X, JGT_K, JGT_X, JGE_K, JGE_X, JSET_K, JSET_X))
 _MEM = frozenset((LD_MEM, LDX_MEM, ST, STX))
 _RET = frozenset((RET_K, RET_A, RET_X))
-
-
-class BpfError(ValueError):
-    """libpcap rejected an expression, or a program failed validation."""
 
 
 def validate(insns):

@@ -6,6 +6,8 @@ Only Ethernet (link type 1) is read."""
 import mmap
 import os
 
+from nmroute.errors import PcapFormatError
+
 from libc.errno cimport errno
 from libc.stdio cimport fopen, fclose, fwrite, fflush, setvbuf, _IOFBF
 from libc.stdint cimport uint16_t
@@ -98,10 +100,6 @@ cdef inline uint16_t rd16(const uint8_t* p, bint swapped) noexcept nogil:
     cdef uint16_t v
     memcpy(&v, p, 2)
     return bswap16(v) if swapped else v
-
-
-class PcapFormatError(ValueError):
-    pass
 
 
 cdef class PcapReader:

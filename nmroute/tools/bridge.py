@@ -27,6 +27,7 @@ import time
 import structlog
 
 from nmroute import errors
+from nmroute.errors import UsageError
 from nmroute.tools import int_range
 
 log = structlog.get_logger("nmroute")
@@ -63,29 +64,25 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
 
 
-class BridgeError(Exception):
-    """A port name that does not make a bridge; str() is one line."""
-
-
 def port_pair(names: list[str], loop: bool = False) -> list[str]:
     """The two port names bridged: as given, one port and its host side, or
     (loop) one port twice."""
     from nmroute.config.portname import parse_port_name
-    from nmroute.config.params import ParamError
+    from nmroute.errors import ParamError
     if len(names) == 2:
         if loop and names[0] != names[1]:
-            raise BridgeError("-L loops one port back to itself: give one port")
+            raise UsageError("-L loops one port back to itself: give one port")
         return list(names)
     if len(names) != 1:
-        raise BridgeError(f"give one or two ports with -i, got {len(names)}")
+        raise UsageError(f"give one or two ports with -i, got {len(names)}")
     if loop:
         return [names[0], names[0]]
     try:
         scheme, params = parse_port_name(names[0])
     except ParamError as e:
-        raise BridgeError(f"{names[0]}: {e}") from None
+        raise UsageError(f"{names[0]}: {e}") from None
     if scheme not in _HAS_HOST:
-        raise BridgeError(f"{names[0]}: a single port is bridged with its host side, which "
+        raise UsageError(f"{names[0]}: a single port is bridged with its host side, which "
                           f"only {', '.join(s + ':IFACE' for s in _HAS_HOST)} have; give two ports")
     iface = next(iter(params.values()), "")
     if scheme == "netmap":
@@ -96,22 +93,22 @@ def port_pair(names: list[str], loop: bool = False) -> list[str]:
 
 def _port_decl(key: str, text: str):
     """A PortDecl for `text`, params converted and checked as the loader does."""
-    from nmroute.config.params import ParamError
+    from nmroute.errors import ParamError
     from nmroute.config.pipeline import PortDecl
     from nmroute.config.portname import convert_params, split_port_name
     try:
         scheme, cls, items = split_port_name(text)
     except ParamError as e:
-        raise BridgeError(f"{text}: {e}") from None
+        raise UsageError(f"{text}: {e}") from None
     try:
         params = convert_params(cls, [(k, v) for k, v, _at in items])
     except ParamError as e:
-        raise BridgeError(f"{text}: {e}") from None
+        raise UsageError(f"{text}: {e}") from None
     if not {"rx", "tx"} <= set(cls.DIRECTIONS):
-        raise BridgeError(f"{text}: a {scheme} port cannot be both read and written")
+        raise UsageError(f"{text}: a {scheme} port cannot be both read and written")
     problems = cls.check(params, True, True) if hasattr(cls, "check") else []
     if problems:
-        raise BridgeError(f"{text}: {problems[0]}")
+        raise UsageError(f"{text}: {problems[0]}")
     return PortDecl(key, text, cls, params, rx=True, tx=True)
 
 
@@ -122,7 +119,7 @@ def build_pipeline(names: list[str], batch: int = 256, loop: bool = False,
     from nmroute.config.pipeline import SETTINGS, Link, Pipeline
     a, b = port_pair(names, loop)
     if a == b and not loop:
-        raise BridgeError(f"{a}: the two ports are the same (-L loops one port back)")
+        raise UsageError(f"{a}: the two ports are the same (-L loops one port back)")
     settings = {p.name: p.default_value() for p in SETTINGS}
     settings["batch"] = batch
     settings["zero_copy"] = not copy
@@ -154,19 +151,12 @@ def direction_lines(snap, prev, dt, a, b) -> list[str]:
 
 
 def main(args) -> int:
-    from nmroute.fastpath.ports.port import PortError
-    from nmroute.runtime import Runtime, RunError, check_accounting
+    from nmroute.runtime import Runtime, check_accounting
 
-    try:
-        pipeline = build_pipeline(args.ports, args.batch, args.loop, args.copy)
-    except BridgeError as e:
-        return errors.fail(str(e), errors.BAD_CONFIG)
+    pipeline = build_pipeline(args.ports, args.batch, args.loop, args.copy)
     a, b = (list(pipeline.ports) * 2)[:2]      # a loop has one port: a == b
     rt = Runtime([pipeline])
-    try:
-        rt.build()
-    except (PortError, RunError) as e:
-        return errors.fail(str(e), errors.NO_PORT)
+    rt.build()
 
     def on_signal(signum, frame):
         rt.stop(signal.Signals(signum).name)
@@ -211,7 +201,7 @@ def _standalone(argv=None) -> int:
     _arguments(ap)
     args = ap.parse_args(argv)
     logs.setup(json=False, verbose=False)
-    return main(args)
+    return errors.run(main, args)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import threading
 import time
 
 from nmroute import errors
+from nmroute.errors import PortError, UsageError
 from nmroute.tools import int_range
 
 FUNCTIONS = ("tx", "rx", "ping", "pong", "txseq", "rxseq")
@@ -43,10 +44,6 @@ _IFACE_SCHEMES = ("packet", "xdp", "netmap")
 _UNIT = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)\s*")
 
 
-class UsageError(Exception):
-    """A bad flag or a port pkt-gen cannot use; str() is one line."""
-
-
 # -- flags ----------------------------------------------------------------
 
 
@@ -56,7 +53,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                        add_help=False)
     _arguments(p)
-    p.set_defaults(fn=main)
+    p.set_defaults(fn=main, error_prefix="pkt-gen: ")
     _one_line_errors(p, "nmroute pkt-gen")
     return p
 
@@ -229,7 +226,7 @@ def _mac(text: str, flag: str) -> str:
 
 def _convert(cls, text: str, items: dict) -> dict:
     """Port params from strings, converted and completed as the loader does."""
-    from nmroute.config.params import ParamError
+    from nmroute.errors import ParamError
     from nmroute.config.portname import convert_params
     try:
         return convert_params(cls, list(items.items()))
@@ -239,7 +236,7 @@ def _convert(cls, text: str, items: dict) -> dict:
 
 def port_spec(text: str, function: str, allow_pipe: bool = False):
     """(class, params, rx, tx) for the port named `text`, checked for `function`."""
-    from nmroute.config.params import ParamError
+    from nmroute.errors import ParamError
     from nmroute.config.portname import split_port_name
     try:
         scheme, cls, items = split_port_name(text)
@@ -680,18 +677,12 @@ def summary_lines(t: dict) -> list[str]:
 
 
 def main(args) -> int:
-    from nmroute.fastpath.ports.port import PortError
-    try:
-        pl = plan(args)
-    except UsageError as e:
-        return errors.fail(f"pkt-gen: {e}", errors.BAD_CONFIG)
+    pl = plan(args)
     run = Run(pl)
     try:
         run.open()
-    except (PortError, UsageError) as e:
-        return errors.fail(f"pkt-gen: {e}", errors.BAD_CONFIG)
     except (OSError, MemoryError) as e:
-        return errors.fail(f"pkt-gen: {pl['port']}: {e}", errors.BAD_CONFIG)
+        raise PortError(pl["port"], str(e)) from None
     out = sys.stdout
     stop = threading.Event()
 
@@ -743,7 +734,8 @@ def _standalone(argv=None) -> int:
     from nmroute import logs
     args = parser().parse_args(argv)
     logs.setup(json=False, verbose=False)
-    return main(args)
+    args.error_prefix = "pkt-gen: "
+    return errors.run(main, args)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp
 
-from nmroute.config.params import Bool, Choice, Custom, Int, Param, ParamError
+from nmroute.errors import ParamError
+from nmroute.schema import Bool, Choice, Custom, Int, Param
 
 from nmroute.fastpath.batch cimport (
     Batch, Desc, drop_pkt, OFF_NONE, PF_IPV4, PF_IPV6, PF_FRAG, PF_L4)

@@ -1,10 +1,11 @@
 """classify: parses each packet once and sends it to the output of the first
 rule it matches (header fields, or a tcpdump expression run as classic BPF)."""
 import ipaddress
-import re
 
-from nmroute.config.params import Param, ParamError, Choice, Custom, Range, _parse_int
-from nmroute.config.portname import did_you_mean
+from nmroute.errors import ParamError
+from nmroute.schema import (
+    NAME_RE, PORT_PROTOS, Param, Choice, Custom, Prefix, PortRange, Proto, Range, did_you_mean,
+    each, parse_int)
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
@@ -15,7 +16,7 @@ from nmroute.fastpath.element cimport Element, PER_PACKET
 from nmroute.fastpath.parse cimport parse, rd16, rd32
 from nmroute.fastpath.bpf cimport BpfOp, BpfProgram, bpf_run
 
-from nmroute.fastpath.bpf import BpfError
+from nmroute.errors import BpfError
 
 # What a rule checks (Rule.need).
 cdef enum:
@@ -75,62 +76,31 @@ cdef struct Rule:
 FIELDS = ("ethertype", "vlan", "ip", "proto", "src", "dst", "sport", "dport", "tcp_flags",
           "dscp", "expr", "in_port")
 RESERVED = ("malformed",)
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 ETHERTYPES = {"ipv4": 0x0800, "ip": 0x0800, "ipv6": 0x86DD, "ip6": 0x86DD, "arp": 0x0806}
-PROTOS = {"icmp": 1, "tcp": P_TCP, "udp": P_UDP, "icmpv6": 58, "icmp6": 58, "sctp": P_SCTP}
 TCP_FLAGS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20,
              "ece": 0x40, "cwr": 0x80}
 DSCP_NAMES = {"ef": 46, "be": 0, **{f"cs{i}": 8 * i for i in range(8)},
               **{f"af{c}{d}": 8 * c + 2 * d for c in range(1, 5) for d in range(1, 4)}}
-PORTS_PROTOS = (P_TCP, P_UDP, P_SCTP)
 
 
 def _err(msg, *path):
-    e = ParamError(msg)
-    e.path = path
-    return e
+    return ParamError(msg, path)
 
 
 def _ethertype(v):
     if isinstance(v, str) and v.strip().lower() in ETHERTYPES:
         return ETHERTYPES[v.strip().lower()]
-    n = _parse_int(v)
+    n = parse_int(v)
     if n is None or not 0 <= n <= 0xFFFF:
         raise ParamError(f"expected an ethertype (0..0xffff, or ipv4, ipv6, arp), got {v!r}")
     return n
 
 
 def _ip(v):
-    n = _parse_int(v)
+    n = parse_int(v)
     if n not in (4, 6):
         raise ParamError(f"expected 4 or 6, got {v!r}")
     return n
-
-
-def _proto(v):
-    if isinstance(v, str) and v.strip().lower() in PROTOS:
-        return PROTOS[v.strip().lower()]
-    n = _parse_int(v)
-    if n is None or not 0 <= n <= 255:
-        hint = did_you_mean(v, PROTOS) if isinstance(v, str) else ""
-        raise ParamError(f"expected tcp, udp, icmp, icmpv6, sctp or a number 0..255, "
-                         f"got {v!r}{hint}")
-    return n
-
-
-def _prefix(v):
-    what = "an IPv4 or IPv6 prefix like 198.18.0.0/15 or 2001:2::/48"
-    if not isinstance(v, str):
-        raise ParamError(f"expected {what}, got {v!r}")
-    try:
-        return str(ipaddress.ip_network(v.strip()))
-    except ValueError:
-        pass
-    try:
-        net = ipaddress.ip_network(v.strip(), strict=False)
-    except ValueError:
-        raise ParamError(f"expected {what}, got {v!r}") from None
-    raise ParamError(f"{v!r} has host bits set (did you mean '{net}'?)")
 
 
 def _flags(v):
@@ -139,13 +109,13 @@ def _flags(v):
     what = "TCP flags like 'syn', 'syn,!ack' or VALUE/MASK like 0x02/0x12"
     if isinstance(v, str) and "/" in v:
         a, _, b = v.partition("/")
-        val, mask = _parse_int(a), _parse_int(b)
+        val, mask = parse_int(a), parse_int(b)
         if val is None or mask is None or not (0 <= val <= 255 and 0 <= mask <= 255):
             raise ParamError(f"expected {what}, got {v!r}")
         if val & ~mask:
             raise ParamError(f"{v!r}: the value has bits outside the mask, it never matches")
         return (val, mask)
-    n = _parse_int(v)
+    n = parse_int(v)
     if n is not None:
         if not 0 < n <= 255:
             raise ParamError(f"expected {what}, got {v!r}")
@@ -190,7 +160,7 @@ def _in_port(v):
     """An input port name, or a list of them."""
     names = [v] if isinstance(v, str) else v
     if not isinstance(names, (list, tuple)) or not names or not all(
-            isinstance(n, str) and _NAME.fullmatch(n) for n in names):
+            isinstance(n, str) and NAME_RE.fullmatch(n) for n in names):
         raise ParamError(f"expected an input port name like 'wan', or a list of them, got {v!r}")
     return tuple(names)
 
@@ -199,11 +169,11 @@ _CONVERT = {
     "ethertype": _ethertype,
     "vlan": Range(0, 4095, "a VLAN id").convert,
     "ip": _ip,
-    "proto": _proto,
-    "src": _prefix,
-    "dst": _prefix,
-    "sport": Range(0, 65535, "a port").convert,
-    "dport": Range(0, 65535, "a port").convert,
+    "proto": Proto().convert,
+    "src": lambda v: str(Prefix().convert(v)),
+    "dst": lambda v: str(Prefix().convert(v)),
+    "sport": PortRange().convert,
+    "dport": PortRange().convert,
     "tcp_flags": _flags,
     "dscp": _dscp,
     "expr": _expr,
@@ -240,7 +210,7 @@ def _check_rule(i, rule):
                        f"matches", i, "ethertype")
     proto = rule.get("proto")
     for key in ("sport", "dport"):
-        if key in rule and proto is not None and proto not in PORTS_PROTOS:
+        if key in rule and proto is not None and proto not in PORT_PROTOS:
             raise _err(f"ports need proto tcp, udp or sctp, but proto is {proto}", i, key)
     if "tcp_flags" in rule and proto is not None and proto != P_TCP:
         raise _err(f"tcp_flags needs proto tcp, but proto is {proto}", i, "tcp_flags")
@@ -263,32 +233,34 @@ def convert_rules(value):
     if not isinstance(value, (list, tuple)) or not value:
         raise ParamError("expected a non-empty list of rules like "
                          "{output: web, proto: tcp, dport: 80}, got " + repr(value))
-    out = Rules()
-    for i, raw in enumerate(value):
-        if not isinstance(raw, dict):
-            raise _err(f"expected a rule like {{output: web, proto: tcp, dport: 80}}, "
-                       f"got {raw!r}", i)
-        rule = {}
-        for key, v in raw.items():
-            if key == "output":
-                if not isinstance(v, str) or not _NAME.fullmatch(v):
-                    raise _err(f"expected an output name like 'web', got {v!r}", i, key)
-                if v in RESERVED:
-                    raise _err(f"'{v}' is the output of malformed frames (param "
-                               f"malformed: output); name this one otherwise", i, key)
-                rule[key] = v
-                continue
-            if key not in _CONVERT:
-                raise _err(f"unknown field '{key}'{_field_hint(str(key))}", i, key)
-            try:
-                rule[key] = _CONVERT[key](v)
-            except ParamError as e:
-                raise _err(str(e), i, key) from None
-        if "output" not in rule:
-            raise _err("a rule needs 'output', the name of the output it sends to", i)
-        _check_rule(i, rule)
-        out.append(rule)
-    return out
+    return Rules(each(value, _rule))
+
+
+def _rule(i, raw):
+    """Rule i as written -> a dict of converted fields."""
+    if not isinstance(raw, dict):
+        raise _err(f"expected a rule like {{output: web, proto: tcp, dport: 80}}, "
+                   f"got {raw!r}", i)
+    rule = {}
+    for key, v in raw.items():
+        if key == "output":
+            if not isinstance(v, str) or not NAME_RE.fullmatch(v):
+                raise _err(f"expected an output name like 'web', got {v!r}", i, key)
+            if v in RESERVED:
+                raise _err(f"'{v}' is the output of malformed frames (param "
+                           f"malformed: output); name this one otherwise", i, key)
+            rule[key] = v
+            continue
+        if key not in _CONVERT:
+            raise _err(f"unknown field '{key}'{_field_hint(str(key))}", i, key)
+        try:
+            rule[key] = _CONVERT[key](v)
+        except ParamError as e:
+            raise e.within(i, key) from None
+    if "output" not in rule:
+        raise _err("a rule needs 'output', the name of the output it sends to", i)
+    _check_rule(i, rule)
+    return rule
 
 
 def _addr_words(prefix):

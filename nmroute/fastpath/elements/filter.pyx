@@ -4,7 +4,9 @@ import array
 import ipaddress
 import weakref
 
-from nmroute.config.params import Param, ParamError, Bool, Choice, Custom, Float, Int, Range, Str
+from nmroute.errors import ParamError
+from nmroute.schema import (
+    PORT_PROTOS, Param, Bool, Choice, Custom, Float, Int, Name, Prefix, PortRange, Proto, each)
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
@@ -276,28 +278,16 @@ cdef struct Bucket:
 
 # --- params ------------------------------------------------------------------------
 
-PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "sctp": 132}
-PORT_PROTOS = (6, 17, 132)
 RULE_KEYS = ("action", "src", "dst", "proto", "sport", "dport", "family")
-_PORTS = Range(0, 65535, "a port")
+_PORTS = PortRange()
 
 
 def _err(msg, *path):
-    e = ParamError(msg)
-    e.path = path
-    return e
+    return ParamError(msg, path)
 
 
-def _prefix(value, i, key):
-    if not isinstance(value, str):
-        raise _err(f"expected an IP prefix like 198.18.0.0/15 or 2001:2::/48, got {value!r}",
-                   i, key)
-    try:
-        net = ipaddress.ip_network(value.strip(), strict=False)
-    except ValueError:
-        raise _err(f"expected an IP prefix like 198.18.0.0/15 or 2001:2::/48, got {value!r}",
-                   i, key) from None
-    return net
+_PREFIX = Prefix()
+_PROTO = Proto()
 
 
 class CompiledRule(dict):
@@ -312,60 +302,60 @@ def _rules(value):
         return []
     if not isinstance(value, (list, tuple)):
         raise ParamError(f"expected a list of rules, got {value!r}")
-    out = []
-    for i, r in enumerate(value):
-        if isinstance(r, CompiledRule):
-            out.append(r)
-            continue
-        if not isinstance(r, dict):
-            raise _err(f"expected a rule like {{action: allow, dst: 198.19.0.0/16}}, got {r!r}", i)
-        for k in r:
-            if k not in RULE_KEYS:
-                raise _err(f"unknown key {k!r}; a rule has {', '.join(RULE_KEYS)}", i, k)
-        if "action" not in r:
-            raise _err("missing 'action' (allow or deny)", i)
-        action = str(r["action"]).lower()
-        if action not in ("allow", "deny"):
-            raise _err(f"expected 'allow' or 'deny', got {r['action']!r}", i, "action")
-        rule = CompiledRule(action=action, src=None, dst=None, proto=None, sport=None,
-                            dport=None, family=None)
-        fams = set()
-        for k in ("src", "dst"):
-            if r.get(k) is not None:
-                net = _prefix(r[k], i, k)
-                rule[k] = (net.version, int(net.network_address), net.prefixlen)
-                fams.add(net.version)
-        if len(fams) > 1:
-            raise _err("src and dst are of different IP versions", i, "dst")
-        if r.get("family") is not None:
-            fam = {"ipv4": 4, "ipv6": 6, "4": 4, "6": 6}.get(str(r["family"]).lower())
-            if fam is None:
-                raise _err(f"expected 'ipv4' or 'ipv6', got {r['family']!r}", i, "family")
-            if fams and fam not in fams:
-                raise _err("the family differs from the addresses'", i, "family")
-            fams = {fam}
-        rule["family"] = fams.pop() if fams else None
-        if r.get("proto") is not None:
-            p = r["proto"]
-            if isinstance(p, str) and p.lower() in PROTOS:
-                rule["proto"] = PROTOS[p.lower()]
-            elif isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 255:
-                rule["proto"] = p
-            else:
-                raise _err(f"expected tcp, udp, icmp, icmpv6, sctp or 0..255, got {p!r}",
-                           i, "proto")
-        for k in ("sport", "dport"):
-            if r.get(k) is not None:
-                try:
-                    rule[k] = _PORTS.convert(r[k])
-                except ParamError as e:
-                    raise _err(str(e), i, k) from None
-        if (rule["sport"] or rule["dport"]) and rule["proto"] is not None and \
-                rule["proto"] not in PORT_PROTOS:
-            raise _err("ports need proto tcp, udp or sctp (or no proto)", i,
-                       "sport" if rule["sport"] else "dport")
-        out.append(rule)
-    return out
+    return each(value, _rule)
+
+
+def _rule(i, r):
+    """Rule i as written -> a CompiledRule."""
+    if isinstance(r, CompiledRule):
+        return r
+    if not isinstance(r, dict):
+        raise _err(f"expected a rule like {{action: allow, dst: 198.19.0.0/16}}, got {r!r}", i)
+    for k in r:
+        if k not in RULE_KEYS:
+            raise _err(f"unknown key {k!r}; a rule has {', '.join(RULE_KEYS)}", i, k)
+    if "action" not in r:
+        raise _err("missing 'action' (allow or deny)", i)
+    action = str(r["action"]).lower()
+    if action not in ("allow", "deny"):
+        raise _err(f"expected 'allow' or 'deny', got {r['action']!r}", i, "action")
+    rule = CompiledRule(action=action, src=None, dst=None, proto=None, sport=None,
+                        dport=None, family=None)
+    fams = set()
+    for k in ("src", "dst"):
+        if r.get(k) is not None:
+            try:
+                net = _PREFIX.convert(r[k])
+            except ParamError as e:
+                raise e.within(i, k) from None
+            rule[k] = (net.version, int(net.network_address), net.prefixlen)
+            fams.add(net.version)
+    if len(fams) > 1:
+        raise _err("src and dst are of different IP versions", i, "dst")
+    if r.get("family") is not None:
+        fam = {"ipv4": 4, "ipv6": 6, "4": 4, "6": 6}.get(str(r["family"]).lower())
+        if fam is None:
+            raise _err(f"expected 'ipv4' or 'ipv6', got {r['family']!r}", i, "family")
+        if fams and fam not in fams:
+            raise _err("the family differs from the addresses'", i, "family")
+        fams = {fam}
+    rule["family"] = fams.pop() if fams else None
+    if r.get("proto") is not None:
+        try:
+            rule["proto"] = _PROTO.convert(r["proto"])
+        except ParamError as e:
+            raise e.within(i, "proto") from None
+    for k in ("sport", "dport"):
+        if r.get(k) is not None:
+            try:
+                rule[k] = _PORTS.convert(r[k])
+            except ParamError as e:
+                raise e.within(i, k) from None
+    if (rule["sport"] or rule["dport"]) and rule["proto"] is not None and \
+            rule["proto"] not in PORT_PROTOS:
+        raise _err("ports need proto tcp, udp or sctp (or no proto)", i,
+                   "sport" if rule["sport"] else "dport")
+    return rule
 
 
 def _mask(fam, plen):
@@ -522,7 +512,7 @@ cdef class Filter(Element):
         Param("sanity", Bool(), "check IPv4 checksum, TTL/hop limit and UDP length", False),
         Param("stateful", Bool(), "keep a connection table; replies of known flows pass",
               False),
-        Param("conntrack", Str(r"[A-Za-z_][A-Za-z0-9_.-]*", "a table name"),
+        Param("conntrack", Name("a table name"),
               "share the connection table with the filters naming the same one", None),
         Param("max_conns", Int(1, 1 << 24), "connection table size", 65536),
         Param("tcp_timeout", Float(0.001), "seconds a TCP flow lives after its last packet",

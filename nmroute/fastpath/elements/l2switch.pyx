@@ -3,18 +3,17 @@ cimport cython
 from libc.stdint cimport int16_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 
-from nmroute.config.params import Choice, Custom, Float, Int, Param, ParamError
+from nmroute.errors import ParamError
+from nmroute.schema import NAME_RE, Choice, Custom, Float, Int, Param
 
 from nmroute.fastpath.batch cimport Batch, Desc, drop_pkt
 from nmroute.fastpath.drops cimport DROP_DROP, DROP_MALFORMED_ETH, DROP_SAME_PORT
 from nmroute.fastpath.element cimport Element, PER_PACKET
 from nmroute.fastpath.includes.sys cimport now_ns, CLOCK_MONOTONIC
 
-import re
 
 MAX_PORTS = 256
 MAX_PORT_ID = 4095
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 cdef enum:
     ETH_HLEN = 14
@@ -51,7 +50,7 @@ def _port_names(value):
         raise ParamError(f"expected a list of 2 to {MAX_PORTS} switch port names, got {value!r}")
     out = []
     for v in value:
-        if not isinstance(v, str) or not _NAME.fullmatch(v):
+        if not isinstance(v, str) or not NAME_RE.fullmatch(v):
             raise ParamError(f"expected port names like p0 (letters, digits, _ and -), got {v!r}")
         if v in out:
             raise ParamError(f"port name {v!r} given twice")

@@ -1,7 +1,7 @@
 """mark: sets every packet's mark (Desc.mark) to a value, passes it on."""
 from libc.stdint cimport uint32_t
 
-from nmroute.config.params import Int, Param
+from nmroute.schema import Int, Param
 
 from nmroute.fastpath.batch cimport Batch
 from nmroute.fastpath.element cimport Element

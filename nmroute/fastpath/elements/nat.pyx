@@ -1,5 +1,5 @@
 """nat: IPv4 source NAT with port allocation (NAPT), connection table in C."""
-from nmroute.config.params import Param, AddrRange, Range, Float, Int, Choice
+from nmroute.schema import Param, AddrRange, Range, Float, Int, Choice
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free

@@ -1,11 +1,11 @@
 """neighbor: answers ARP requests and IPv6 neighbour solicitations for the
 router's own addresses, and learns neighbours' MACs."""
 import ipaddress
-import re
 
 cimport cython
 
-from nmroute.config.params import Bool, Custom, Int, Param, ParamError, Str
+from nmroute.errors import ParamError
+from nmroute.schema import Bool, Custom, Int, Name, Param, parse_mac
 from nmroute.fastpath.lpm import release_table, shared_table
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -28,8 +28,6 @@ cdef enum:
     OPT_TLLA = 2
     MAX_OWN = 64
 
-_MAC = re.compile(r"[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}")
-
 
 def _addresses(value):
     if not isinstance(value, list) or not value:
@@ -48,11 +46,10 @@ def _addresses(value):
             e = ParamError(f"expected an IP address, got {n['ip']!r}")
             e.path = (i, "ip")
             raise e from None
-        if not isinstance(n["mac"], str) or not _MAC.fullmatch(n["mac"]):
-            e = ParamError(f"expected a MAC like 02:00:00:00:00:01, got {n['mac']!r}")
-            e.path = (i, "mac")
-            raise e
-        out.append((ip, bytes(int(x, 16) for x in re.split("[:-]", n["mac"]))))
+        mac = parse_mac(n["mac"])
+        if mac is None:
+            raise ParamError(f"expected a MAC like 02:00:00:00:00:01, got {n['mac']!r}", (i, "mac"))
+        out.append((ip, mac))
     return out
 
 
@@ -129,7 +126,7 @@ cdef class Neighbor(Element):
     PARAMS = (
         Param("addresses", Custom("a list like [{ip: 198.18.0.1, mac: 02:00:00:00:00:01}]",
                                   _addresses), "the router's own addresses and their MACs"),
-        Param("table", Str(r"[A-Za-z_][A-Za-z0-9_.-]*", "a table name"),
+        Param("table", Name("a table name"),
               "learn into the neighbour table of the `route` naming the same table", None),
         Param("learn", Bool(), "learn neighbours (when there is a table)", True),
         Param("max_neighbors", Int(1, 1 << 22),

@@ -1,7 +1,7 @@
 """pcap-tap: writes a copy of every packet to a pcap file, passes it on."""
 from libc.stdint cimport uint32_t
 
-from nmroute.config.params import Param, OutputPath, Choice, Int
+from nmroute.schema import Param, OutputPath, Choice, Int
 
 from nmroute.fastpath.batch cimport Batch
 from nmroute.fastpath.element cimport Element

@@ -2,7 +2,8 @@
 DSCP/ECN, TTL), with checksums updated incrementally (RFC 1624)."""
 import ipaddress
 
-from nmroute.config.params import Param, Mac, Int, Bool, Choice, Custom, ParamError
+from nmroute.errors import ParamError
+from nmroute.schema import Param, Mac, Int, Bool, Choice, Custom
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memmove, memset

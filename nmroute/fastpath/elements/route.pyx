@@ -4,10 +4,10 @@ import array
 cimport cython
 import ipaddress
 import os
-import re
 import socket
 
-from nmroute.config.params import Custom, Int, InputPath, Param, ParamError, Str
+from nmroute.errors import ParamError
+from nmroute.schema import NAME_RE, Custom, Int, InputPath, Name, Param, parse_mac
 from nmroute.fastpath.lpm import neigh_key, release_table, shared_table
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -39,10 +39,6 @@ cdef enum:
     PREFETCH = 4
     PENDING = 1024        # slots of the table of recent requests
     HOLD = 64             # batches before a next hop is asked for again
-
-
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_MAC = re.compile(r"[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}")
 
 
 def _fail(msg, *path):
@@ -86,7 +82,7 @@ def _route(prefix, via, output):
         if vv[0] != va[0]:
             raise ValueError(f"via: {via!r} is not of the prefix's IP version")
         vv = vv[1]
-    if not isinstance(output, str) or not NAME.fullmatch(output):
+    if not isinstance(output, str) or not NAME_RE.fullmatch(output):
         raise ValueError(f"output: expected an output name like 'lan', got {output!r}")
     return (va[0], va[1], plen, vv, output)
 
@@ -174,7 +170,7 @@ def read_routes_file(path):
                         vv = vias[via] = _addr(via)
                 ok = (0 <= plen <= bits and not net & ((1 << (bits - plen)) - 1)
                       and (via is None or (vv is not None and vv[0] == version))
-                      and (name in names or NAME.fullmatch(name)))
+                      and (name in names or NAME_RE.fullmatch(name)))
             except (OSError, ValueError):
                 ok = False
             if not ok:
@@ -208,9 +204,10 @@ def _macs(value):
         raise ParamError("expected a mapping OUTPUT: MAC like {lan: 02:00:00:00:00:01}")
     out = {}
     for k, v in value.items():
-        if not isinstance(v, str) or not _MAC.fullmatch(v):
+        mac = parse_mac(v)
+        if mac is None:
             raise _fail(f"expected a MAC like 02:00:00:00:00:01, got {v!r}", k)
-        out[str(k)] = bytes(int(x, 16) for x in re.split("[:-]", v))
+        out[str(k)] = mac
     return out
 
 
@@ -350,7 +347,7 @@ cdef class Route(Element):
               "each output's own MAC (the new Ethernet source)"),
         Param("neighbors", Custom("a list like [{ip: 198.18.0.2, mac: 02:00:00:00:00:02}]",
                                   _neighbors), "static neighbour entries", None),
-        Param("table", Str(r"[A-Za-z_][A-Za-z0-9_.-]*", "a table name"),
+        Param("table", Name("a table name"),
               "share the neighbour table with `neighbor` elements naming it", None),
         Param("max_neighbors", Int(1, 1 << 22), "neighbour table size", 4096),
         Param("addresses", Custom("a mapping OUTPUT: [ADDR, ...]", _addresses),

@@ -1,7 +1,7 @@
 """sample: passes one packet in N; the others are dropped or sent to `rest`."""
 from libc.stdint cimport uint32_t
 
-from nmroute.config.params import Bool, Int, Param
+from nmroute.schema import Bool, Int, Param
 
 from nmroute.fastpath.batch cimport Batch, drop_pkt
 from nmroute.fastpath.drops cimport DROP_SAMPLED_OUT

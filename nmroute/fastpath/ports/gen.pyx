@@ -4,7 +4,7 @@ import ipaddress
 cimport cython
 import struct
 
-from nmroute.config.params import (
+from nmroute.schema import (
     Param, Int, Float, Choice, Range, AddrRange, Mac)
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -15,7 +15,7 @@ from nmroute.fastpath.includes.sys cimport now_ns, CLOCK_MONOTONIC, CLOCK_REALTI
 from nmroute.fastpath.ports.port cimport Port
 from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, slot_buf
 
-from nmroute.fastpath.ports.port import PortError
+from nmroute.errors import PortError
 
 cdef extern from *:
     uint16_t bswap16 "__builtin_bswap16"(uint16_t) nogil

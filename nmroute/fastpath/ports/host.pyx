@@ -1,5 +1,5 @@
 """host:IFACE — the kernel stack's side of an interface: a TAP carrying its MAC."""
-from nmroute.config.params import Param, Str, Bool
+from nmroute.schema import Param, Str, Bool
 
 import json
 import socket
@@ -7,7 +7,7 @@ import subprocess
 
 import structlog
 
-from nmroute.fastpath.ports.port import PortError
+from nmroute.errors import PortError
 from nmroute.fastpath.ports.tap import NAME_RE, TapBase
 
 log = structlog.get_logger("nmroute")

@@ -1,7 +1,8 @@
 # distutils: include_dirs = kernel
 """netmap:NAME and valeX:PORT — rings of the netmap kernel module, through /dev/netmap."""
-from nmroute.config.params import Param, Custom, ParamError
-from nmroute.config import netmap_name
+from nmroute.errors import ParamError
+from nmroute.schema import Param, Custom
+from nmroute.fastpath.lib import netmap_name
 
 cimport cython
 from libc.errno cimport errno, EPERM, EACCES, ENOENT, ENXIO, EBUSY, EINVAL
@@ -29,7 +30,7 @@ from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, slot_buf
 
 import os
 
-from nmroute.fastpath.ports.port import PortError
+from nmroute.errors import PortError
 
 DEV = "/dev/netmap"
 NO_MODULE = ("netmap module not loaded (/dev/netmap missing): "
@@ -457,7 +458,7 @@ cdef class NetmapPort(NetmapBase):
     NIC and host rings, `eth0-2` NIC ring pair 2, `x{1` / `x}1` the master /
     slave end of pipe 1 of `x`; then `/R` or `/T` (rx or tx rings only),
     `/x` (exclusive), `@N` (memory region N), `@conf:rings=2,slots=1024`
-    (sizes of a pipe the open creates). See nmroute.config.netmap_name.
+    (sizes of a pipe the open creates). See nmroute.fastpath.lib.netmap_name.
 
     rx: each rxsync issues NIOCRXSYNC, copies the frames between head and
     tail of every bound rx ring into the port's ring, gives the slots back

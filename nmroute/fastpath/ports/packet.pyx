@@ -1,5 +1,5 @@
 """packet:IFACE — an interface through AF_PACKET with mmap rings (netmap's emulated mode)."""
-from nmroute.config.params import Param, Str, Bool, Int
+from nmroute.schema import Param, Str, Bool, Int
 
 cimport cython
 from libc.errno cimport errno, EPERM, EACCES, ENETDOWN, ENXIO, ENODEV
@@ -32,7 +32,7 @@ import os
 import structlog
 
 from nmroute.fastpath.drops import DropReason, reason_name
-from nmroute.fastpath.ports.port import PortError
+from nmroute.errors import PortError
 
 log = structlog.get_logger("nmroute")
 

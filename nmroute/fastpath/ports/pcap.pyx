@@ -1,5 +1,5 @@
 """pcap:FILE — replay a pcap/pcapng file (rx), or capture into one (tx)."""
-from nmroute.config.params import Param, Str, Choice, Int
+from nmroute.schema import Param, Str, Choice, Int
 
 from nmroute.fastpath.drops cimport DROP_OVERSIZE, DROP_IO_ERROR
 from nmroute.fastpath.pcapfile cimport PcapReader, PcapWriter
@@ -10,8 +10,8 @@ from libc.string cimport memcpy
 
 import os
 
-from nmroute.fastpath.pcapfile import PcapFormatError
-from nmroute.fastpath.ports.port import PortError
+from nmroute.errors import PcapFormatError
+from nmroute.errors import PortError
 
 
 cdef class PcapPort(Port):

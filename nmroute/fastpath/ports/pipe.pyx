@@ -1,5 +1,5 @@
 """pipe:NAME — a link between two pipelines in one process (netmap's pipes)."""
-from nmroute.config.params import Param, Str
+from nmroute.schema import Param, Str
 
 from libc.stdint cimport uint32_t, uint64_t
 

@@ -8,15 +8,6 @@ from nmroute.fastpath.ring cimport Ring
 N_COUNTERS = P_DROPS + N_DROP_REASONS
 
 
-class PortError(Exception):
-    """A port that cannot be opened; str() is one line saying why."""
-
-    def __init__(self, port, reason):
-        super().__init__(f"{port}: {reason}")
-        self.port = port
-        self.reason = reason
-
-
 cdef class Port:
     SCHEME = None
     SUMMARY = ""

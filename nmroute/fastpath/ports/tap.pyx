@@ -1,5 +1,5 @@
 """tap:NAME — a TAP device: frames to and from the kernel stack of this namespace."""
-from nmroute.config.params import Param, Str, Mac, Int
+from nmroute.schema import Param, Str, Mac, Int
 
 cimport cython
 from libc.errno cimport errno, EPERM, EACCES, EAGAIN, EINTR
@@ -20,7 +20,7 @@ from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, slot_buf
 import os
 import socket as socket_mod
 
-from nmroute.fastpath.ports.port import PortError
+from nmroute.errors import PortError
 
 NAME_RE = r"[A-Za-z0-9_.-]{1,15}"
 

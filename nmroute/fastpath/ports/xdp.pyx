@@ -1,6 +1,6 @@
 # distutils: libraries = xdp bpf
 """xdp:IFACE[@QUEUE] — one queue of an interface through AF_XDP (libxdp)."""
-from nmroute.config.params import Param, Str, Choice, Int
+from nmroute.schema import Param, Str, Choice, Int
 
 cimport cython
 from libc.errno cimport (
@@ -35,7 +35,7 @@ import os
 import structlog
 
 from nmroute.fastpath.drops import DropReason, reason_name
-from nmroute.fastpath.ports.port import PortError
+from nmroute.errors import PortError
 
 log = structlog.get_logger("nmroute")
 

@@ -1,5 +1,5 @@
 """PortSteer: an element written in Python, called once per batch."""
-from nmroute.config.params import Int, Mac, Param
+from nmroute.schema import Int, Mac, Param
 from nmroute.fastpath.pyelement import PyElement
 
 ETH_P_IP = b"\x08\x00"

@@ -7,7 +7,7 @@ from nmroute.fastpath.drops cimport DROP_TTL_EXPIRED
 from nmroute.fastpath.element cimport Element, PER_PACKET
 from nmroute.fastpath.parse cimport ensure_parsed, rd16, wr16
 
-from nmroute.config.params import Int, Param
+from nmroute.schema import Int, Param
 
 
 cdef class TtlGuard(Element):

@@ -31,8 +31,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nmroute.config.params import ParamError
-from nmroute.config.portname import did_you_mean
+from nmroute.errors import ParamError
+from nmroute.schema import did_you_mean
 
 # nmreq_register.nr_mode and nr_flags values (kernel/netmap.h; a test checks
 # that these match the C declarations the port is built with).

@@ -2,22 +2,38 @@
 
 Each element and port class carries ``PARAMS``, a tuple of :class:`Param`. The
 loader converts every YAML value with ``Param.convert`` before anything is built;
-a bad value raises :class:`ParamError` whose message says what was expected.
+a bad value raises :class:`~nmroute.errors.ParamError` whose message says what
+was expected and whose ``path`` says where inside the value.
+
+The kinds every element shares live here once (Prefix, Proto, PortRange,
+Name, PowerOfTwo, ...), so that one value means the same, and fails the same
+way, wherever it is written. This module sits below the fast path: it imports
+only ``nmroute.errors``.
 """
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-
-class ParamError(ValueError):
-    """A value does not fit its spec; the message says what was expected."""
-
+from nmroute.errors import ParamError
 
 _MISSING = object()
+
+
+def closest(word: str, options) -> str | None:
+    """The option `word` is a near miss of, if any."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, options) -> str:
+    """' (did you mean 'x'?)' for a near miss, else ''. Never lists every option."""
+    close = closest(word, options)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,9 @@ class Kind:
         return ParamError(f"expected {self.describe()}, got {value!r}")
 
 
-def _parse_int(value: Any) -> int | None:
+def parse_int(value: Any) -> int | None:
+    """An int from an int, an integral float, or text like '0x10', '1_000', '10k', '1.5M';
+    None when the value is none of these."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -100,7 +118,7 @@ class Int(Kind):
         return "an integer"
 
     def convert(self, value: Any) -> int:
-        v = _parse_int(value)
+        v = parse_int(value)
         if v is None or (self.lo is not None and v < self.lo) or (
             self.hi is not None and v > self.hi
         ):
@@ -125,7 +143,7 @@ class Float(Kind):
         try:
             v = float(value)
         except (TypeError, ValueError):
-            iv = _parse_int(value)
+            iv = parse_int(value)
             if iv is None:
                 raise self.fail(value) from None
             v = float(iv)
@@ -220,12 +238,32 @@ class Range(Kind):
     def convert(self, value: Any) -> tuple[int, int]:
         if isinstance(value, str) and "-" in value.strip().lstrip("-"):
             a, _, b = value.partition("-")
-            lo, hi = _parse_int(a), _parse_int(b)
+            lo, hi = parse_int(a), parse_int(b)
         else:
-            lo = hi = _parse_int(value)
+            lo = hi = parse_int(value)
         if lo is None or hi is None or not (self.lo <= lo <= hi <= self.hi):
             raise self.fail(value)
         return (lo, hi)
+
+
+def PortRange() -> Range:
+    """A port or a range of ports like 1024-65535."""
+    return Range(0, 65535, "a port")
+
+
+def each(items: list, convert: Callable[[int, Any], Any]) -> list:
+    """[convert(i, item)] over a list. A ParamError names every bad item, not
+    only the first: its `issues` hold one error per bad item, each located
+    by the path convert gave it (starting with the index i)."""
+    out, bad = [], []
+    for i, item in enumerate(items):
+        try:
+            out.append(convert(i, item))
+        except ParamError as e:
+            bad.extend(e.issues)
+    if bad:
+        raise ParamError.group(bad)
+    return out
 
 
 class AddrRange(Kind):
@@ -258,16 +296,107 @@ class AddrRange(Kind):
         return (a, b)
 
 
-class Mac(Kind):
-    _re = re.compile(r"[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}")
+MAC_RE = re.compile(r"[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}")
 
+
+def parse_mac(value: Any) -> bytes | None:
+    """6 bytes from '02:00:00:00:00:01' (or with '-'); None if it is not a MAC."""
+    if not isinstance(value, str) or not MAC_RE.fullmatch(value):
+        return None
+    return bytes(int(x, 16) for x in re.split("[:-]", value))
+
+
+class Mac(Kind):
     def describe(self) -> str:
         return "a MAC address like 02:00:00:00:00:01"
 
     def convert(self, value: Any) -> bytes:
-        if not isinstance(value, str) or not self._re.fullmatch(value):
+        mac = parse_mac(value)
+        if mac is None:
             raise self.fail(value)
-        return bytes(int(x, 16) for x in re.split("[:-]", value))
+        return mac
+
+
+# A name: of an element, an output, a port, a table. Letters, digits, '_',
+# '.' and '-', not starting with a digit, '.' or '-'.
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+class Name(Kind):
+    def __init__(self, what: str = "a name"):
+        self.what = what
+
+    def describe(self) -> str:
+        return f"{self.what} like 'web' (letters, digits, '_', '.', '-')"
+
+    def convert(self, value: Any) -> str:
+        if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+            raise self.fail(value)
+        return value
+
+
+class PowerOfTwo(Kind):
+    """An integer power of two in [lo, hi]."""
+
+    def __init__(self, lo: int, hi: int):
+        self.lo, self.hi = lo, hi
+
+    def describe(self) -> str:
+        return f"a power of two from {self.lo} to {self.hi}"
+
+    def convert(self, value: Any) -> int:
+        v = parse_int(value)
+        if v is None or not self.lo <= v <= self.hi or v & (v - 1):
+            raise self.fail(value)
+        return v
+
+
+class Prefix(Kind):
+    """An IP prefix like 198.18.0.0/15 or 2001:2::/48 (a bare address is a
+    host prefix). Host bits set are an error, with the prefix meant as a
+    "did you mean": one strictness for every element. Converts to an
+    ``ipaddress`` network. `family` 4 or 6 admits only that version."""
+
+    def __init__(self, family: int | None = None):
+        self.family = family
+
+    def describe(self) -> str:
+        return {4: "an IPv4 prefix like 198.18.0.0/15",
+                6: "an IPv6 prefix like 2001:2::/48"}.get(
+            self.family, "an IP prefix like 198.18.0.0/15 or 2001:2::/48")
+
+    def convert(self, value: Any):
+        if not isinstance(value, str):
+            raise self.fail(value)
+        try:
+            net = ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            raise self.fail(value) from None
+        if self.family and net.version != self.family:
+            raise self.fail(value)
+        if int(net.network_address) != int(ipaddress.ip_interface(value.strip()).ip):
+            raise ParamError(f"{value!r} has host bits set (did you mean '{net}'?)")
+        return net
+
+
+PROTOS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "icmp6": 58, "sctp": 132}
+PORT_PROTOS = (6, 17, 132)     # protocols with ports
+
+
+class Proto(Kind):
+    """An IP protocol: tcp, udp, icmp, icmpv6 (icmp6), sctp or a number 0..255."""
+
+    def describe(self) -> str:
+        return "tcp, udp, icmp, icmpv6, sctp or a number 0..255"
+
+    def convert(self, value: Any) -> int:
+        if isinstance(value, str) and value.strip().lower() in PROTOS:
+            return PROTOS[value.strip().lower()]
+        n = parse_int(value)
+        if n is None or not 0 <= n <= 255:
+            hint = did_you_mean(value.strip().lower(), PROTOS) if isinstance(value, str) else ""
+            raise ParamError(f"expected {self.describe()}, got {value!r}{hint}")
+        return n
 
 
 class Custom(Kind):

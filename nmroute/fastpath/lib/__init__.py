@@ -1,0 +1,1 @@
+"""Mechanisms the elements and ports share, each once, each with its own unit test."""
