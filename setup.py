@@ -13,7 +13,8 @@ if os.environ.get("NMROUTE_WERROR") == "1":
 
 # Modules built only when their library's headers are installed; without
 # them the port says why it is unavailable (nmroute/registry.py).
-OPTIONAL = {"nmroute/fastpath/ports/xdp.pyx": "/usr/include/xdp/xsk.h"}
+OPTIONAL = {"nmroute/fastpath/ports/xdp.pyx": "/usr/include/xdp/xsk.h",
+            "nmroute/fastpath/ports/umem.pyx": "/usr/include/xdp/xsk.h"}
 
 
 # NMROUTE_ONLY=xdp,pool: build only the modules whose path contains one of

@@ -22,6 +22,7 @@ A port kind is a class deriving from ``nmroute.fastpath.ports.port.Port`` with:
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 
@@ -55,21 +56,14 @@ def _classes(modules, attr):
     return found
 
 
-_elements: dict | None = None
-_ports: dict | None = None
-
-
+# Cached: what is installed does not change while nmroute runs.
+@functools.cache
 def element_types() -> dict:
     """TYPE -> element class."""
-    global _elements
-    if _elements is None:
-        _elements = _classes(_modules(ELEMENT_PACKAGE), "TYPE")
-    return _elements
+    return _classes(_modules(ELEMENT_PACKAGE), "TYPE")
 
 
+@functools.cache
 def port_kinds() -> dict:
     """SCHEME -> port class."""
-    global _ports
-    if _ports is None:
-        _ports = _classes(_modules(PORT_PACKAGE), "SCHEME")
-    return _ports
+    return _classes(_modules(PORT_PACKAGE), "SCHEME")

@@ -17,6 +17,7 @@ from nmroute.fastpath.batch import MAX as BATCH_MAX
 from nmroute.fastpath.counters import CounterFile, snapshot, read_counters
 from nmroute.fastpath.drops import N_REASONS
 from nmroute.fastpath.executor import Executor
+from nmroute.fastpath.lib.tables import Tables
 from nmroute.fastpath.pool import Pool
 from nmroute.fastpath.ports.pipe import Pipe
 
@@ -55,6 +56,9 @@ class Runtime:
         self.ports = {}       # full name -> Port
         self.elements = {}    # full name -> Element
         self.counters = CounterFile()
+        # The tables elements and ports share (neighbours, conntrack, UMEMs):
+        # made as they are built, closed after them (docs/design.md, "Tables").
+        self.tables = Tables()
         self.counters_path = counters_path
         self.executor = None
         self.opened = []
@@ -85,7 +89,8 @@ class Runtime:
         for p, d in decls:
             cls = d.cls
             try:
-                self.elements[self.full(p, d.name)] = cls(self.full(p, d.name), dict(d.params))
+                self.elements[self.full(p, d.name)] = cls(self.full(p, d.name), dict(d.params),
+                                                          self.tables)
             except (OSError, ValueError, TypeError) as e:
                 raise RunError(f"{d.loc}: {d.what}: {e}") from None
         n_rings = sum(int(d.rx) + int(d.tx) for p in self.pipelines for d in p.ports.values())
@@ -97,7 +102,7 @@ class Runtime:
         for p in self.pipelines:
             for d in p.ports.values():
                 name = self.full(p, d.name)
-                port = d.cls(name, dict(d.params))
+                port = d.cls(name, dict(d.params), self.tables)
                 port.port_id = len(self.ports)
                 port.open(self.pool, p.settings["ring_size"], d.rx, d.tx)
                 self.opened.append(port)
@@ -245,6 +250,7 @@ class Runtime:
                 log.warning("closing a port failed", port=port.name, error=str(e))
         for el in self.elements.values():
             el.close()
+        self.tables.close()
         self.opened = []
 
     def finish(self):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import functools
 import hashlib
 import importlib
 import importlib.machinery
@@ -312,20 +313,20 @@ def _check_shape(cls, path: str) -> None:
                                    f"{PyElement.COUNTERS!r}, got {cls.COUNTERS!r}")
 
 
-_named: dict[tuple[type, str], type] = {}
-
-
 def _with_type_name(cls, path: str):
     """The class, with TYPE set to the import path when it names none."""
     if isinstance(getattr(cls, "TYPE", None), str):
         return cls
-    key = (cls, path)
-    if key not in _named:
-        # A subclass rather than setattr: a Cython class's attributes are fixed.
-        _named[key] = type(cls.__name__, (cls,), {"TYPE": path, "__doc__": cls.__doc__,
-                                                  "__module__": cls.__module__,
-                                                  "__qualname__": cls.__qualname__})
-    return _named[key]
+    return _named(cls, path)
+
+
+# Cached so that one class named by one path is one type in every pipeline.
+@functools.cache
+def _named(cls, path: str):
+    # A subclass rather than setattr: a Cython class's attributes are fixed.
+    return type(cls.__name__, (cls,), {"TYPE": path, "__doc__": cls.__doc__,
+                                       "__module__": cls.__module__,
+                                       "__qualname__": cls.__qualname__})
 
 
 def search_dirs(yaml_path) -> list[str]:

@@ -10,8 +10,8 @@
 Namespaces get names unique to this process (`nmr<pid>-a`); interface names
 live inside them, so tests never touch the root namespace's interfaces.
 Addresses are on the benchmarking ranges 198.18.0.0/15 and 2001:2::/48
-(DESIGN.md). Offloads are turned off on every veth as the measurements in
-shared/notes/afxdp-veth.md were made (so TCP checksums are filled in by the
+(docs/design.md). Offloads are turned off on every veth as the measurements in
+docs/design.md ("Facts measured") were made (so TCP checksums are filled in by the
 sender and no frame exceeds the MTU).
 """
 from __future__ import annotations

@@ -18,6 +18,9 @@ cdef class Element:
     cdef readonly str name
     cdef readonly dict params
     cdef readonly tuple output_names   # OUTPUTS, or outputs(params)
+    # The run's shared tables (lib/tables.py): where configure() gets a
+    # table it shares with other elements.
+    cdef readonly object tables
     # Element-specific counters (COUNTERS), in shared memory once running.
     cdef uint64_t* stats
     cdef uint64_t* _own_stats

@@ -2,6 +2,8 @@
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free
 
+from nmroute.fastpath.lib.tables import Tables
+
 
 cdef class Element:
     TYPE = None        # the name used in YAML
@@ -11,9 +13,10 @@ cdef class Element:
     FANOUT = False     # True: every packet goes to every output (copies)
     COUNTERS = ()      # names of the element's own counters (self.stats[i])
 
-    def __init__(self, str name, dict params=None):
+    def __init__(self, str name, dict params=None, tables=None):
         self.name = name
         self.params = dict(params or {})
+        self.tables = tables if tables is not None else Tables()
         self.output_names = tuple(type(self).outputs(self.params))
         self.configure(**self.params)
 

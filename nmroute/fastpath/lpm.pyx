@@ -239,25 +239,10 @@ cdef class NeighborTable:
         return self.t.n
 
 
-# Tables shared by name between the elements of one run: the first element
-# naming a table makes it, the others get the same one; each lets go of it
-# in close() (at the end of a run), so that the next run starts afresh.
-_shared = {}
-
-
-def shared_table(str name, uint32_t max_entries=4096):
-    """The neighbour table called name, made on first use."""
-    entry = _shared.get(name)
-    if entry is None:
-        entry = _shared[name] = [NeighborTable(name, max_entries), 0]
-    entry[1] += 1
-    return entry[0]
-
-
-def release_table(NeighborTable t):
-    """One holder of a shared table lets go of it."""
-    entry = _shared.get(t.name)
-    if entry is not None and entry[0] is t:
-        entry[1] -= 1
-        if entry[1] <= 0:
-            del _shared[t.name]
+def neighbor_table(tables, str name, uint32_t max_entries):
+    """The run's neighbour table called name (lib/tables.py), made on first
+    use; every element naming it must agree on its size."""
+    return tables.get(
+        "neighbor", name, lambda: NeighborTable(name, max_entries),
+        lambda t: None if (<NeighborTable>t).t.max == max_entries else
+        f"made with max_neighbors {(<NeighborTable>t).t.max}, not {max_entries}")

@@ -28,6 +28,7 @@ import time
 
 from nmroute import errors
 from nmroute.errors import PortError, UsageError
+from nmroute.fastpath.lib.tables import Tables
 from nmroute.tools import int_range
 
 FUNCTIONS = ("tx", "rx", "ping", "pong", "txseq", "rxseq")
@@ -356,9 +357,11 @@ def plan(args, allow_pipe: bool = False) -> dict:
 # -- opening and running ----------------------------------------------------
 
 
-def open_port(text: str, cls, params: dict, rx: bool, tx: bool, pool, ring_size=RING_SIZE):
-    """Open a port by its class and params; raises PortError."""
-    port = cls(text, dict(params))
+def open_port(text: str, cls, params: dict, rx: bool, tx: bool, pool, tables=None,
+              ring_size=RING_SIZE):
+    """Open a port by its class and params; raises PortError. Ports on one
+    pool that share tables (xdp: ports, one UMEM) get the same `tables`."""
+    port = cls(text, dict(params), tables)
     port.open(pool, ring_size, rx, tx)
     return port
 
@@ -400,6 +403,7 @@ class Run:
         self.ports = []
         self.sources = []
         self.jobs = []
+        self.tables = Tables()     # shared by the threads' ports (one UMEM)
 
     def open(self):
         from nmroute.fastpath.pktgen import Function, Job
@@ -425,7 +429,8 @@ class Run:
                     port = self.given[i]
                 else:
                     name, p_i = _thread_port(pl, params, i)
-                    port = open_port(name, pl["cls"], p_i, pl["rx"], pl["tx"], self.pool)
+                    port = open_port(name, pl["cls"], p_i, pl["rx"], pl["tx"], self.pool,
+                                     self.tables)
                     self.ports.append(port)
                 src = None
                 if pl["function"] in SENDERS:
@@ -445,6 +450,7 @@ class Run:
             with contextlib.suppress(Exception):
                 p.close()
         self.ports, self.sources = [], []
+        self.tables.close()
 
 
 def _burst(burst: int, rate: float) -> int:

@@ -2,7 +2,6 @@
 with an optional policer and header sanity checks."""
 import array
 import ipaddress
-import weakref
 
 from nmroute.errors import ParamError
 from nmroute.schema import (
@@ -247,7 +246,6 @@ cdef class ConnTable:
     cdef uint32_t used        # slots holding an entry (live or expired)
     cdef uint32_t cursor      # where the next sweep starts
     cdef uint32_t max_conns
-    cdef object __weakref__
 
     def __cinit__(self, uint32_t max_conns):
         cdef uint32_t size = 64
@@ -261,9 +259,6 @@ cdef class ConnTable:
 
     def __dealloc__(self):
         free(self.slots)
-
-
-_tables = weakref.WeakValueDictionary()     # conntrack name -> ConnTable
 
 
 # --- per-source policer table -------------------------------------------------------
@@ -544,7 +539,6 @@ cdef class Filter(Element):
     cdef uint64_t timeout[3]      # ns: tcp, udp/other, icmp
     cdef uint8_t packet_clock
     cdef uint64_t now
-    cdef readonly str table_name
     # policer
     cdef uint8_t police
     cdef uint8_t per_src
@@ -595,14 +589,10 @@ cdef class Filter(Element):
         self.timeout[2] = <uint64_t>(icmp_timeout * 1e9)
         if stateful:
             if conntrack:
-                t = _tables.get(conntrack)
-                if t is None:
-                    t = ConnTable(max_conns)
-                    _tables[conntrack] = t
-                elif (<ConnTable>t).max_conns != <uint32_t>max_conns:
-                    raise ValueError(f"connection table {conntrack!r} is shared with a filter "
-                                     f"of max_conns {(<ConnTable>t).max_conns}")
-                self.table_name = conntrack
+                t = self.tables.get(
+                    "conntrack", conntrack, lambda: ConnTable(max_conns),
+                    lambda t: None if (<ConnTable>t).max_conns == <uint32_t>max_conns else
+                    f"made with max_conns {(<ConnTable>t).max_conns}, not {max_conns}")
             else:
                 t = ConnTable(max_conns)
             self.ct = t
@@ -626,11 +616,6 @@ cdef class Filter(Element):
                 raise MemoryError()
             self.bmask = size - 1
             self.max_src = max_sources
-
-    def close(self):
-        # A later run starts from an empty table.
-        if self.table_name and _tables.get(self.table_name) is self.ct:
-            del _tables[self.table_name]
 
     def _build_acl(self, rules):
         cdef uint32_t i, f, w, n = len(rules)

@@ -6,7 +6,7 @@ cimport cython
 
 from nmroute.errors import ParamError
 from nmroute.schema import Bool, Custom, Int, Name, Param, parse_mac
-from nmroute.fastpath.lpm import release_table, shared_table
+from nmroute.fastpath.lpm import neighbor_table
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -149,15 +149,9 @@ cdef class Neighbor(Element):
             self.own[self.n_own].v6 = ip.version == 6
             self.n_own += 1
         if table:
-            self.nt = shared_table(table, max_neighbors)
+            self.nt = neighbor_table(self.tables, table, max_neighbors)
             if learn:
                 self.ntp = &self.nt.t
-
-    def close(self):
-        if self.nt is not None:
-            release_table(self.nt)
-            self.nt = None
-            self.ntp = NULL
 
     cdef inline int find_own(self, const uint8_t* ip, bint v6) noexcept nogil:
         cdef uint32_t i

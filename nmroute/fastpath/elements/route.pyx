@@ -8,7 +8,7 @@ import socket
 
 from nmroute.errors import ParamError
 from nmroute.schema import NAME_RE, Custom, Int, InputPath, Name, Param, parse_mac
-from nmroute.fastpath.lpm import neigh_key, release_table, shared_table
+from nmroute.fastpath.lpm import neigh_key, neighbor_table
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
@@ -122,18 +122,9 @@ def _routes(value):
     return out
 
 
-# routes_file parsed once per (path, mtime, size): outputs() at load time and
-# configure() at build time read the same file.
-_file_cache = {}
-
-
 def read_routes_file(path):
     """The routes of a file: one per line, 'PREFIX [via ADDR] output NAME';
     '#' starts a comment."""
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
-    if key in _file_cache:
-        return _file_cache[key]
     out = []
     vias = {}         # text -> (version, int): next hops repeat
     names = set()     # output names already checked
@@ -181,9 +172,18 @@ def read_routes_file(path):
                 continue
             names.add(name)
             out.append((version, net, plen, vv[1] if vv is not None else None, name))
-    _file_cache.clear()
-    _file_cache[key] = out
     return out
+
+
+class RoutesPath(str):
+    """A routes file's absolute path, carrying its routes as read when the
+    pipeline was loaded: outputs() at load time and configure() at build
+    time use the one reading."""
+
+    def __new__(cls, path, routes):
+        self = str.__new__(cls, path)
+        self.routes = routes
+        return self
 
 
 class RoutesFile(InputPath):
@@ -195,8 +195,7 @@ class RoutesFile(InputPath):
 
     def convert(self, value):
         path = os.path.abspath(super().convert(value))
-        read_routes_file(path)
-        return path
+        return RoutesPath(path, read_routes_file(path))
 
 
 def _macs(value):
@@ -369,13 +368,14 @@ cdef class Route(Element):
     cdef Pending* pend
     cdef uint64_t batches
     cdef uint8_t (*out_mac)[6]
-    cdef bint released
 
     @staticmethod
     def all_routes(params):
         routes = list(params.get("routes") or ())
-        if params.get("routes_file"):
-            routes += read_routes_file(params["routes_file"])
+        path = params.get("routes_file")
+        if path:
+            # A path given directly (not through the loader) is read here.
+            routes += path.routes if isinstance(path, RoutesPath) else read_routes_file(path)
         return routes
 
     @classmethod
@@ -460,21 +460,11 @@ cdef class Route(Element):
                 else:
                     memcpy(self.own[i].ip6, <char*>b, 16)
                     self.own[i].has6 = 1
-        # The neighbour table last: a shared one is let go of in close(),
-        # which only an element that was made gets.
-        self.nt = shared_table(table, max_neighbors) if table else NeighborTable("", max_neighbors)
-        try:
-            for ip, mac in neighbors or ():
-                self.nt.add_static(ip, mac)
-        except ValueError:
-            self.close()
-            raise
+        self.nt = (neighbor_table(self.tables, table, max_neighbors) if table
+                   else NeighborTable("", max_neighbors))
+        for ip, mac in neighbors or ():
+            self.nt.add_static(ip, mac)
         self.ntp = &self.nt.t
-
-    def close(self):
-        if self.nt is not None and self.nt.name and not self.released:
-            self.released = True          # the table itself stays ours until we go
-            release_table(self.nt)
 
     def __dealloc__(self):
         free(self.nhs)

@@ -23,6 +23,7 @@ cdef class Port:
     """
     cdef readonly str name
     cdef readonly dict params
+    cdef readonly object tables    # the run's shared tables (lib/tables.py)
     cdef readonly Ring rx_ring
     cdef readonly Ring tx_ring
     cdef NmRing* rx        # NULL when the port is not read from

@@ -2,6 +2,8 @@
 from libc.stdint cimport uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free
 
+from nmroute.fastpath.lib.tables import Tables
+
 from nmroute.fastpath.drops cimport N_DROP_REASONS
 from nmroute.fastpath.ring cimport Ring
 
@@ -22,9 +24,10 @@ cdef class Port:
     def __dealloc__(self):
         free(self._own_ctr)
 
-    def __init__(self, str name, dict params=None):
+    def __init__(self, str name, dict params=None, tables=None):
         self.name = name
         self.params = dict(params or {})
+        self.tables = tables if tables is not None else Tables()
 
     @classmethod
     def check(cls, params, rx, tx):

@@ -14,12 +14,12 @@ from nmroute.fastpath.includes.if_packet cimport (
     setsockopt, getsockopt, sendto, socklen_t, if_nametoindex, MSG_DONTWAIT, load_acquire,
     store_release)
 from nmroute.fastpath.includes.xsk cimport (
-    xdp_desc, xsk_ring_prod, xsk_ring_cons, xsk_umem, xsk_socket, xsk_umem_config,
+    xdp_desc, xsk_ring_prod, xsk_ring_cons, xsk_socket,
     xsk_socket_config, XDP_COPY, XDP_ZEROCOPY, XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE,
     XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD, xsk_ring_prod__fill_addr, xsk_ring_cons__comp_addr,
     xsk_ring_prod__tx_desc, xsk_ring_cons__rx_desc, xsk_prod_nb_free, xsk_ring_prod__reserve,
-    xsk_ring_prod__submit, xsk_ring_cons__peek, xsk_ring_cons__release, xsk_umem__create,
-    xsk_umem__delete, xsk_socket__create_shared, xsk_socket__delete, xsk_socket__fd,
+    xsk_ring_prod__submit, xsk_ring_cons__peek, xsk_ring_cons__release,
+    xsk_socket__create_shared, xsk_socket__delete, xsk_socket__fd,
     va_list, libxdp_print_level, libbpf_print_level,
     libxdp_set_print, libbpf_set_print, bpf_xdp_query_id, bpf_xdp_detach, xdp_options,
     bpf_prog_get_fd_by_id, bpf_obj_get_info_by_fd, bpf_prog_info,
@@ -28,6 +28,7 @@ from nmroute.fastpath.drops cimport DROP_OVERSIZE, DROP_LINK_DOWN
 from nmroute.fastpath.includes.sys cimport sleep_ns
 from nmroute.fastpath.pool cimport Pool, POOL_HEADROOM
 from nmroute.fastpath.ports.port cimport Port, P_TX, P_TX_BYTES
+from nmroute.fastpath.ports.umem cimport Umem, XdpShared
 from nmroute.fastpath.ring cimport NmRing, Slot, ring_next, NS_BUF_CHANGED
 
 import os
@@ -57,7 +58,6 @@ cdef enum:
     XDP_STATISTICS = 7
     XDP_OPTIONS = 8
     XDP_MAX_TX_SKB_BUDGET = 9
-    FILL_COMP_SIZE = 8192       # every socket's fill and completion rings
     MAX_RING = 4096
     KICKS_PER_SYNC = 64         # a copy-mode sendto() sends 32 frames before 6.17
 
@@ -102,66 +102,6 @@ def _take_warning():
     cdef bytes b = _last_warning[:strlen(_last_warning)]
     _last_warning[0] = 0
     return b.decode(errors="replace").strip()
-
-
-cdef class Umem:
-    """A pool's region registered as an AF_XDP UMEM: chunk i is buffer i (at
-    offset POOL_HEADROOM, where copy mode puts the frame). One per pool,
-    shared by every xdp: port on it, so that forwarding between them swaps
-    buffer indexes."""
-    cdef xsk_umem* umem
-    cdef xsk_ring_prod fill0     # the rings xsk_umem__create makes; the first
-    cdef xsk_ring_cons comp0     # socket takes them over (libxdp copies them)
-    cdef readonly Pool pool
-    cdef int users
-    # libxdp's first socket on a UMEM is the UMEM's own fd, which it keeps
-    # open until the UMEM is deleted. Once that socket's interface is gone
-    # the fd is unbound for good, and the kernel refuses to bind another
-    # socket sharing it (EBADF): a port re-opening then registers the pool
-    # again as a new UMEM (the same memory, so buffer indexes still mean the
-    # same buffers everywhere).
-    cdef bint fd_taken             # a socket took the UMEM's fd
-    cdef bint dead                 # ...and its interface is gone
-
-    def __cinit__(self, Pool pool):
-        cdef xsk_umem_config cfg
-        cdef size_t addr
-        cdef int err
-        self.pool = pool
-        addr, size = pool.region_address()
-        memset(&cfg, 0, sizeof(cfg))
-        cfg.fill_size = FILL_COMP_SIZE
-        cfg.comp_size = FILL_COMP_SIZE
-        cfg.frame_size = pool.buf_size
-        cfg.frame_headroom = 0
-        err = xsk_umem__create(&self.umem, <void*>addr, <uint64_t>size,
-                               &self.fill0, &self.comp0, &cfg)
-        if err:
-            self.umem = NULL
-            raise OSError(-err, os.strerror(-err))
-
-    def __dealloc__(self):
-        if self.umem != NULL:
-            xsk_umem__delete(self.umem)
-
-
-_umems = {}      # id(pool) -> Umem
-_open_ports = set()
-
-
-cdef Umem _umem_for(Pool pool):
-    cdef Umem u = _umems.get(id(pool))
-    if u is None or u.dead:
-        u = Umem(pool)
-        _umems[id(pool)] = u
-    u.users += 1
-    return u
-
-
-cdef void _umem_done(Umem u):
-    u.users -= 1
-    if u.users == 0 and _umems.get(id(u.pool)) is u:
-        del _umems[id(u.pool)]
 
 
 cdef uint32_t _pow2(uint32_t n):
@@ -284,6 +224,7 @@ cdef class XdpPort(Port):
     )
 
     cdef xsk_socket* xsk
+    cdef XdpShared shared          # with the run's other xdp: ports
     cdef Umem umem
     cdef int fd
     cdef xsk_ring_cons rxr
@@ -351,6 +292,7 @@ cdef class XdpPort(Port):
         cdef uint32_t i
         cdef bytes bname
         Port.open(self, pool, ring_size, rx, tx)
+        self.shared = self.tables.get("xdp", "", XdpShared)
         self.ifname, self.queue = _split_iface(self.params["iface"])
         bname = self.ifname.encode()
         ifindex = if_nametoindex(bname)
@@ -363,7 +305,8 @@ cdef class XdpPort(Port):
         if ring_size > MAX_RING:
             raise PortError(self.name, f"ring_size {ring_size} is more than this port's "
                                        f"{MAX_RING}")
-        if any(o.ifname == self.ifname and o.queue == self.queue for o in _open_ports):
+        if any(o.ifname == self.ifname and o.queue == self.queue
+               for o in self.shared.open_ports):
             # Two sockets of one process on one queue would share its fill
             # and completion rings without a lock.
             raise PortError(self.name, f"queue {self.queue} of {self.ifname} is already open "
@@ -408,7 +351,7 @@ cdef class XdpPort(Port):
         self._fill_from_stash()
         self.logged = (0, 0, 0, 0)
         self.state = S_UP
-        _open_ports.add(self)
+        self.shared.open_ports.add(self)
         log.info("xdp port open", port=self.name, iface=self.ifname, queue=self.queue,
                  mode=self.mode, zero_copy=bool(self.zero_copy))
 
@@ -439,7 +382,7 @@ cdef class XdpPort(Port):
         pool = self.mem
         prog_before = _attached_prog(ifindex)
         try:
-            self.umem = _umem_for(pool)
+            self.umem = self.shared.take(pool)
         except OSError as e:
             return self._reason("AF_XDP UMEM", e.errno)
 
@@ -452,7 +395,7 @@ cdef class XdpPort(Port):
                     continue
                 attempts.append((mode, want_zc))
         if not attempts:
-            _umem_done(self.umem)
+            self.shared.give_back(self.umem)
             self.umem = None
             return "zero_copy: yes needs mode native (or auto)"
         reasons = []
@@ -489,14 +432,14 @@ cdef class XdpPort(Port):
             if self.umem.users == 1:
                 # A failed first socket unmaps the UMEM's own fill and
                 # completion rings: start the next attempt on a new UMEM.
-                _umem_done(self.umem)
+                self.shared.give_back(self.umem)
                 self.umem = None
                 try:
-                    self.umem = _umem_for(pool)
+                    self.umem = self.shared.take(pool)
                 except OSError as e:
                     return self._reason("AF_XDP UMEM", e.errno)
         if self.xsk == NULL:
-            _umem_done(self.umem)
+            self.shared.give_back(self.umem)
             self.umem = None
             return self._failure(reasons, prog_before)
         self.fd = xsk_socket__fd(self.xsk)
@@ -556,13 +499,14 @@ cdef class XdpPort(Port):
             self.fd = -1
             if (self.state == S_UP and self.owns_prog and _attached_prog(self.ifindex)
                     and not any(p.ifname == self.ifname and p is not self
-                                for p in _open_ports)):
+                                for p in self.shared.open_ports)):
                 # Never leave a program behind that nmroute put there.
                 bpf_xdp_detach(self.ifindex, XDP_FLAGS_DRV_MODE if self.mode == "native"
                                else XDP_FLAGS_SKB_MODE, NULL)
-        _open_ports.discard(self)
+        if self.shared is not None:
+            self.shared.open_ports.discard(self)
         if self.umem is not None:
-            _umem_done(self.umem)
+            self.shared.give_back(self.umem)
             self.umem = None
 
     def close(self):
@@ -632,7 +576,7 @@ cdef class XdpPort(Port):
         xsk_socket__delete(self.xsk)
         self.xsk = NULL
         self.fd = -1
-        _umem_done(self.umem)
+        self.shared.give_back(self.umem)
         self.umem = None
         for w in range(self.held_words):
             bits = self.held[w]
@@ -669,7 +613,7 @@ cdef class XdpPort(Port):
             return
         self.fail_reason = None
         self._fill_from_stash()
-        _open_ports.add(self)
+        self.shared.open_ports.add(self)
         self.unbound = False
         self.link_down = False
         self.tx_backlog = False
